@@ -1,0 +1,3 @@
+from decider.cli import main
+
+main()

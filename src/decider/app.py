@@ -1,0 +1,92 @@
+"""The FastAPI application: wiring only. Behaviour lives in the domain packages."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+from sqlmodel import Session
+from starlette.middleware.sessions import SessionMiddleware
+
+from decider import __version__
+from decider.auth.service import shared_secret
+from decider.cases.api import router as cases_router
+from decider.config import Settings
+from decider.db import make_engine
+from decider.deps import RuntimeDep
+from decider.http import BodyLimit, install_error_handlers
+from decider.review.api import router as review_api_router
+from decider.review.views import router as review_router
+from decider.runtime import Runtime
+from decider.web.pages import router as pages_router
+
+log = logging.getLogger("decider")
+STATIC_DIR = __file__.rsplit("/", 1)[0] + "/static"
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
+    """Build the app for a migrated database. Loading the model here makes a bad one stop start-up."""
+    if runtime is None:
+        runtime = Runtime.start(settings, make_engine(settings.database_url))
+    with Session(runtime.engine) as session:
+        secret = settings.server.secret_key or shared_secret(session=session, name="session_secret")
+        session.commit()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        runtime.engine.dispose()
+
+    app = FastAPI(
+        title="decider",
+        version=__version__,
+        description="Submit cases for a scikit-learn model to score; confident ones are decided "
+        "automatically, the rest wait for a person. Authenticate with `Authorization: Bearer <API key>`.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.add_middleware(SessionMiddleware, secret_key=secret, session_cookie="decider_session",
+                       max_age=12 * 3600, same_site="lax", https_only=False)
+    app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
+    install_error_handlers(app)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.include_router(cases_router)
+    app.include_router(review_api_router)
+    app.include_router(pages_router)
+    app.include_router(review_router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz(runtime: RuntimeDep) -> JSONResponse:
+        """The database answers and a model is loaded; rejected config edits are reported here."""
+        checks: dict[str, object] = {"model": runtime.deployment.live.id}
+        ok = True
+        try:
+            with runtime.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:  # any failure here means "not ready", and says why
+            checks["database"] = f"error: {type(exc).__name__}"
+            ok = False
+        if runtime.problems:
+            checks["problems"] = dict(runtime.problems)
+            ok = False
+        return JSONResponse({"status": "ok" if ok else "not ready", **checks}, 200 if ok else 503)
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The factory uvicorn calls in each worker: settings from $DECIDER_CONFIG and the environment."""
+    from decider.config import load_settings
+
+    return create_app(load_settings())

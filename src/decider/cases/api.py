@@ -1,0 +1,69 @@
+"""`/api/v1/cases`: submit a case, read it back, list cases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from sqlalchemy.exc import IntegrityError
+
+from decider.cases import service
+from decider.cases.schemas import CaseIn, CaseOut, CasePage, ErrorOut
+from decider.deps import ClientDep, RuntimeDep
+from decider.errors import InvalidInput
+
+ERRORS = {
+    401: {"model": ErrorOut, "description": "Missing or invalid API key"},
+    404: {"model": ErrorOut, "description": "No such case"},
+    413: {"model": ErrorOut, "description": "Body over the size limit"},
+    422: {"model": ErrorOut, "description": "Invalid input; `field` names what was wrong"},
+}
+router = APIRouter(prefix="/api/v1/cases", tags=["cases"], responses=ERRORS)
+
+
+@router.post("", status_code=201, response_model=CaseOut,
+             responses={200: {"model": CaseOut, "description": "A case with this key already existed"}})
+async def submit_case(body: CaseIn, runtime: RuntimeDep, client: ClientDep, response: Response) -> dict:
+    """Score a case and route it: decided by the model, or queued for a person.
+
+    Runs on the event loop on purpose: writes are serialised in the process, which keeps SQLite's single
+    writer free of lock contention (see bench/).
+    """
+    try:
+        with runtime.engine.begin() as conn:
+            row, created = service.submit(runtime=runtime, conn=conn, client=client,
+                                          features=body.features, key=body.key)
+    except IntegrityError:  # the same key submitted twice at once: the other one won
+        with runtime.engine.connect() as conn:
+            row, created = service.existing(conn, client, body.key or ""), False
+    if not created:
+        response.status_code = 200
+    if row is None:
+        raise InvalidInput("key: conflicting submission, retry", field="key")
+    return service.public(row)
+
+
+@router.get("/{case_id}", response_model=CaseOut)
+def read_case(case_id: int, runtime: RuntimeDep, client: ClientDep) -> dict:
+    """The case as it stands now, with a person's decision once it is resolved."""
+    with runtime.engine.connect() as conn:
+        return service.public(service.get_case(conn=conn, case_id=case_id))
+
+
+@router.get("", response_model=CasePage)
+def list_cases(
+    runtime: RuntimeDep,
+    client: ClientDep,
+    status: Annotated[str | None, Query(pattern="^(pending|decided)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[
+        str | None, Query(pattern=r"^\d{1,18}$", description="`next_cursor` of the previous page")
+    ] = None,
+) -> dict:
+    """Cases oldest first, a page at a time."""
+    with runtime.engine.connect() as conn:
+        rows = service.list_cases(conn=conn, status=status, after=int(cursor) if cursor else None, limit=limit)
+    next_cursor = str(rows[-1]["id"]) if len(rows) == limit else None
+    return {"items": [service.public(r) for r in rows], "next_cursor": next_cursor}
+
+

@@ -1,0 +1,83 @@
+"""The case record and its history. A case holds everything needed to explain its decision later."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from decider.db import UTCDateTime, now
+
+
+class Case(SQLModel, table=True):
+    __tablename__ = "case"
+    __table_args__ = (
+        UniqueConstraint("client", "key", name="uq_case_client_key"),
+        # The review queue: pending reviews in order of age or of confidence (keyset pagination).
+        Index("ix_case_queue_age", "review_status", "id"),
+        Index("ix_case_queue_confidence", "review_status", "confidence", "id"),
+        Index("ix_case_status_id", "status", "id"),
+        Index("ix_case_created_at", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=200)  # the client's own id for the case; hashed for rollout and canary
+    client: str = Field(max_length=100)  # the API key's name
+    features: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    model_version: str | None = Field(default=None, max_length=100)
+    model_role: str | None = Field(default=None, max_length=20)  # live | candidate
+    probabilities: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    prediction: str | None = Field(default=None, max_length=100)
+    confidence: float | None = None
+    level: str = Field(max_length=20)  # the configured automation level
+    effective_level: str = Field(max_length=20)  # after the rollout share
+    threshold: float | None = None
+    policy_version: str = Field(max_length=20)
+    route: str = Field(max_length=10)  # auto | queue
+    show_suggestion: bool = False
+    status: str = Field(max_length=10)  # pending | decided
+    decision: str | None = Field(default=None, max_length=100)
+    decided_by: str | None = Field(default=None, max_length=100)  # "model" or a reviewer's name
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    audit: bool = False  # an automatic decision also sent to a blind review
+    review_status: str | None = Field(default=None, max_length=10)  # pending | done; None: no review
+    review_label: str | None = Field(default=None, max_length=100)
+    reviewed_by: str | None = Field(default=None, max_length=100)
+    reviewed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    review_note: str | None = Field(default=None, max_length=2000)
+    claimed_by: str | None = Field(default=None, max_length=100)
+    claim_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    outcome: str | None = Field(default=None, max_length=100)
+    outcome_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=now, sa_type=UTCDateTime)
+
+
+class CaseEvent(SQLModel, table=True):
+    """One step in a case's life: created, scored, claimed, released, decided, audited, outcome."""
+
+    __tablename__ = "case_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(sa_column=Column(Integer, ForeignKey("case.id"), nullable=False, index=True))
+    kind: str = Field(max_length=20)
+    actor: str = Field(max_length=100)
+    at: datetime = Field(default_factory=now, sa_type=UTCDateTime)
+    detail: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+
+
+class ShadowPrediction(SQLModel, table=True):
+    """A prediction by a model that decides nothing: kept to compare with the live model and people."""
+
+    __tablename__ = "shadow_prediction"
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(sa_column=Column(Integer, ForeignKey("case.id"), nullable=False, index=True))
+    model_version: str = Field(max_length=100, index=True)
+    prediction: str | None = Field(default=None, max_length=100)
+    confidence: float | None = None
+    probabilities: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    error: str | None = Field(default=None, max_length=500)
+    latency_ms: float | None = None
+    created_at: datetime = Field(default_factory=now, sa_type=UTCDateTime)

@@ -1,0 +1,145 @@
+"""Settings: `config.toml`, overridden key by key by `DECIDER_SECTION__KEY` environment variables.
+
+One pydantic-settings object holds everything, so a bad value fails at start-up with the key named.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from decider.policy import Level
+
+DEFAULT_CONFIG = "config.toml"
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+Percent = Annotated[float, Field(ge=0.0, le=100.0)]
+
+
+class ConfigError(Exception):
+    """A configuration value is wrong; the message names the key and what is allowed."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseSettings(Section):
+    url: str = "sqlite:///decider.db"
+
+
+class ModelSettings(Section):
+    dir: str = "models"
+    live: str = "iris-v1"
+    candidate: str = ""
+    canary_percent: Percent = 0.0
+    shadow: list[str] = []
+    shadow_timeout_ms: Annotated[int, Field(ge=1, le=60_000)] = 200
+
+
+class AutomationSettings(Section):
+    level: Level = Level.PARTIAL
+    threshold: Probability = 0.9
+    class_thresholds: dict[str, Probability] = {}
+    audit_rate: Probability = 0.0
+    rollout_percent: Percent = 100.0
+
+
+class ReviewSettings(Section):
+    lease_seconds: Annotated[int, Field(ge=10, le=86_400)] = 300
+    max_failed_logins: Annotated[int, Field(ge=1, le=100)] = 5
+    lockout_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
+
+
+class ServerSettings(Section):
+    max_body_bytes: Annotated[int, Field(ge=256, le=10_000_000)] = 65_536
+    secret_key: str = ""
+    access_log: bool = False
+    reload_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        if value and len(value) < 32:
+            raise ValueError("must be empty (generated and kept in the database) or at least 32 characters")
+        return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DECIDER_", env_nested_delimiter="__", extra="forbid")
+
+    database: DatabaseSettings = DatabaseSettings()
+    models: ModelSettings = ModelSettings()
+    automation: AutomationSettings = AutomationSettings()
+    review: ReviewSettings = ReviewSettings()
+    server: ServerSettings = ServerSettings()
+
+    # Where the file was read from: relative paths in it are relative to its folder.
+    config_path: Path = Path(DEFAULT_CONFIG)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = init_settings.init_kwargs.get("config_path", DEFAULT_CONFIG)  # type: ignore[attr-defined]
+        return (env_settings, init_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+
+    @property
+    def base_dir(self) -> Path:
+        return self.config_path.resolve().parent
+
+    @property
+    def models_dir(self) -> Path:
+        return self._resolve(self.models.dir)
+
+    @property
+    def database_url(self) -> str:
+        """The URL with a relative SQLite path made relative to the config file, not the cwd."""
+        url = self.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            return prefix + str(self._resolve(url[len(prefix) :]))
+        return url
+
+    def _resolve(self, path: str) -> Path:
+        p = Path(path)
+        return p if p.is_absolute() else self.base_dir / p
+
+
+def config_path_from(path: str | os.PathLike[str] | None) -> Path:
+    """`--config` wins, then `DECIDER_CONFIG`, then ./config.toml."""
+    return Path(path or os.environ.get("DECIDER_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read and validate the settings, raising ConfigError with one line per bad key."""
+    config_path = config_path_from(path)
+    if path is not None and not config_path.exists():
+        raise ConfigError(f"config: file {config_path} does not exist")
+    try:
+        return Settings(config_path=config_path)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+    except (ValueError, OSError) as exc:  # unreadable TOML
+        raise ConfigError(f"config: {config_path}: {exc}") from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"])
+        lines.append(f"config key {key}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)

@@ -1,0 +1,93 @@
+"""HTTP plumbing: error answers and the request body limit."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from decider.errors import DeciderError
+
+
+def field_of(loc: tuple) -> str:
+    """('body', 'features', 'petal width (cm)') -> 'features.petal width (cm)'."""
+    parts = [str(p) for p in loc if p not in ("body",)]
+    return ".".join(parts) or "body"
+
+
+def validation_message(err: dict) -> tuple[str, str]:
+    if err.get("type") == "json_invalid":
+        return "body", f"body: not valid JSON ({err.get('ctx', {}).get('error', 'parse error')})"
+    field = field_of(tuple(err.get("loc", ())))
+    return field, f"{field}: {err.get('msg')}"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DeciderError)
+    async def _decider_error(request: Request, exc: DeciderError) -> JSONResponse:
+        if not request.url.path.startswith("/api") and exc.status_code in (401, 403):
+            from decider.web.pages import error_page
+
+            return error_page(request, exc.message, exc.status_code)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return JSONResponse({"detail": exc.message, "field": exc.field}, exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        field, message = validation_message(errors[0]) if errors else ("body", "invalid request")
+        return JSONResponse({"detail": message, "field": field, "errors": [
+            {"field": validation_message(e)[0], "message": validation_message(e)[1]} for e in errors
+        ]}, 422)
+
+
+class BodyLimit:
+    """Refuse request bodies over `max_bytes` with 413, whether or not they declare a length."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._refuse(send)
+            return
+        # Read the whole body first (it is small by definition), so an oversized stream is refused
+        # before the app sees any of it; the app then reads the buffered body.
+        chunks, seen, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, receive, send)  # a disconnect: let the app see it
+                return
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            more = message.get("more_body", False)
+            if seen > self.max_bytes:
+                await self._refuse(send)
+                return
+        replayed = False
+
+        async def buffered() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, buffered, send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps({"detail": f"body: larger than the limit of {self.max_bytes} bytes",
+                           "field": "body"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,99 @@
+"""The routing policy: which cases the model decides and which go to people. Pure: no I/O.
+
+The five automation levels run from no model at all to the model deciding everything. `route` is the
+one place that turns a prediction and a policy into a route, so the API, the replay (`decider simulate`)
+and the tests all share it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+
+class Level(StrEnum):
+    HUMAN_ONLY = "human_only"  # the model is not called; every case is queued
+    SHADOW = "shadow"  # the model scores; every case is queued; reviewers never see it
+    ASSIST = "assist"  # every case is queued; reviewers see the suggestion
+    PARTIAL = "partial"  # confident predictions are decided; the rest is queued
+    FULL = "full"  # the model decides every case
+
+
+Route = Literal["auto", "queue"]
+
+
+@dataclass(frozen=True)
+class Policy:
+    level: Level = Level.PARTIAL
+    threshold: float = 0.9
+    class_thresholds: Mapping[str, float] = field(default_factory=dict)
+    audit_rate: float = 0.0
+    rollout_percent: float = 100.0
+
+    def threshold_for(self, label: str | None) -> float:
+        """A per-class threshold where one is set, else the default."""
+        if label is None:
+            return self.threshold
+        return self.class_thresholds.get(label, self.threshold)
+
+    def as_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["level"] = str(self.level)
+        data["class_thresholds"] = dict(sorted(self.class_thresholds.items()))
+        return data
+
+    @property
+    def version(self) -> str:
+        """A short id from the content, so the same policy always has the same version."""
+        blob = json.dumps(self.as_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Routing:
+    route: Route
+    level: Level  # the level in force for this case, after the rollout share
+    threshold: float | None  # the threshold compared, where one was
+    show_suggestion: bool  # may a reviewer see the model's output for this case
+    audit: bool  # an automatic decision also sent to a blind human review
+
+
+def needs_model(level: Level) -> bool:
+    return level is not Level.HUMAN_ONLY
+
+
+def stable_fraction(key: str, salt: str = "") -> float:
+    """Map a key to [0, 1) with a hash, so the same case always falls in the same share."""
+    digest = hashlib.sha256(f"{salt}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def effective_level(policy: Policy, case_key: str) -> Level:
+    """Automation applies to `rollout_percent` of cases; the others are treated as `assist`."""
+    automated = policy.level in (Level.PARTIAL, Level.FULL)
+    if automated and stable_fraction(case_key, "rollout") * 100 >= policy.rollout_percent:
+        return Level.ASSIST
+    return policy.level
+
+
+def route(
+    policy: Policy,
+    *,
+    case_key: str,
+    prediction: str | None,
+    confidence: float | None,
+    audit_draw: float = 1.0,
+) -> Routing:
+    """Decide the route of one case. `audit_draw` is a uniform [0, 1) draw made by the caller."""
+    level = effective_level(policy, case_key)
+    if level in (Level.HUMAN_ONLY, Level.SHADOW, Level.ASSIST) or prediction is None or confidence is None:
+        return Routing("queue", level, None, show_suggestion=level is Level.ASSIST, audit=False)
+    threshold = None if level is Level.FULL else policy.threshold_for(prediction)
+    auto = threshold is None or confidence >= threshold
+    if not auto:
+        return Routing("queue", level, threshold, show_suggestion=True, audit=False)
+    return Routing("auto", level, threshold, show_suggestion=False, audit=audit_draw < policy.audit_rate)

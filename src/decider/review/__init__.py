@@ -1,0 +1,1 @@
+"""The human side: the review queue, claiming cases under a lease, and resolving them."""

@@ -1,0 +1,25 @@
+"""Turn a model's class probabilities into a prediction and a confidence. Pure: no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Score:
+    prediction: str
+    confidence: float  # the top class probability
+    probabilities: dict[str, float]
+
+
+def score_from(labels: Sequence[str], probabilities: Sequence[float]) -> Score:
+    """The top class is the prediction; ties go to the first label, as numpy's argmax does."""
+    probs = {label: float(p) for label, p in zip(labels, probabilities, strict=True)}
+    best = max(range(len(labels)), key=lambda i: (probabilities[i], -i))
+    return Score(prediction=labels[best], confidence=float(probabilities[best]), probabilities=probs)
+
+
+def feature_vector(names: Sequence[str], values: Mapping[str, float]) -> list[float]:
+    """Order the named values as the model expects them."""
+    return [float(values[name]) for name in names]

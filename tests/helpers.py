@@ -1,0 +1,114 @@
+"""Plain helpers that build what tests need: a config file, a migrated app, a key, a user, a server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
+from decider.app import create_app
+from decider.auth.service import add_user, create_api_key
+from decider.config import Settings, load_settings
+from decider.db import make_engine, upgrade
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "models"
+SETOSA = {"sepal length (cm)": 5.0, "petal width (cm)": 0.2}  # decided by the model at the default policy
+AMBIGUOUS = {"sepal length (cm)": 6.0, "petal width (cm)": 1.6}  # versicolor at ~0.65: queued
+PASSWORD = "correct horse battery"
+
+
+def write_config(tmp: Path, db_url: str, *, level: str = "partial", automation: str = "", models: str = "",
+                 extra: str = "") -> Path:
+    """A config.toml in `tmp` that serves the bundled models from the repo."""
+    path = tmp / "config.toml"
+    path.write_text(
+        f'[database]\nurl = "{db_url}"\n\n'
+        f'[models]\ndir = "{MODELS}"\nlive = "iris-v1"\n{models}\n\n'
+        f'[automation]\nlevel = "{level}"\nthreshold = 0.9\n{automation}\n\n{extra}\n'
+    )
+    return path
+
+
+def settings_for(tmp: Path, db_url: str, **kw: str) -> Settings:
+    return load_settings(write_config(tmp, db_url, **kw))
+
+
+@contextmanager
+def api(settings: Settings) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    """A migrated database, the app on it, and the headers of a fresh API key."""
+    key = seed_credentials(settings)
+    app = create_app(settings)
+    engine = app.state.runtime.engine
+    with TestClient(app) as client:
+        yield client, {"Authorization": f"Bearer {key}"}
+    engine.dispose()
+
+
+def submit(client: TestClient, headers: dict[str, str], features: dict[str, Any] | None = None,
+           **body: Any) -> dict[str, Any]:
+    response = client.post("/api/v1/cases", json={"features": features or SETOSA, **body}, headers=headers)
+    assert response.status_code in (200, 201), response.text
+    return response.json()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def server(config: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`decider serve` as a real process on a free port; yields its base URL."""
+    port = free_port()
+    log = config.parent / f"server-{port}.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "decider", "serve", "--config", str(config), "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {log.read_text()}")
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"server did not start: {log.read_text()}")
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def seed_credentials(settings: Settings) -> str:
+    """An API key and the test logins in the database of a server started by `server`."""
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    with Session(engine) as session:
+        key = create_api_key(session=session, name="tests")
+        for name, role in (("alice", "reviewer"), ("bob", "reviewer"), ("root", "admin")):
+            add_user(session=session, name=name, password=PASSWORD, role=role)
+        session.commit()
+    engine.dispose()
+    return key
