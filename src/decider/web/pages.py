@@ -84,7 +84,7 @@ def login(request: Request, runtime: RuntimeDep, name: Annotated[str, Form(max_l
     check_csrf(request, csrf)
     review = runtime.settings.review
     try:
-        with Session(runtime.engine) as session:
+        with Session(runtime.engine, expire_on_commit=False) as session:
             user = authenticate(session=session, name=name, password=password,
                                 max_failed=review.max_failed_logins, lockout_seconds=review.lockout_seconds)
             session.commit()
