@@ -1,0 +1,61 @@
+"""Model artifacts: the sha256 on the card and decider's own list of trusted types guard loading."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import skops.io as sio
+from sklearn.ensemble import RandomForestClassifier
+
+from decider.errors import ModelRefused
+from decider.registry.artifacts import load
+from decider.registry.cards import card_path
+from decider.registry.training import iris_dataset, train
+from helpers import MODELS
+
+
+def test_bundled_model_loads_with_named_classes():
+    model = load(MODELS, "iris-v1")
+    assert model.labels == ["setosa", "versicolor", "virginica"]
+    assert len(model.features) == 2
+    card = model.card
+    assert {"sha256", "created_at", "train", "test", "feature_stats", "classes"} <= set(card)
+    assert card["test"]["accuracy"] > 0.9 and len(card["test"]["confusion_matrix"]) == 3
+
+
+def test_training_is_reproducible(tmp_path):
+    train(iris_dataset(), name="iris", version=1, out_dir=tmp_path)
+    again = json.loads((tmp_path / "iris-v1.json").read_text())
+    bundled = json.loads((MODELS / "iris-v1.json").read_text())
+    assert again["features"] == bundled["features"]
+    assert again["test"] == bundled["test"]
+
+
+def test_tampered_artifact_is_refused(tmp_path):
+    for f in ("iris-v1.skops", "iris-v1.json"):
+        shutil.copy(MODELS / f, tmp_path / f)
+    with (tmp_path / "iris-v1.skops").open("ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(ModelRefused, match="sha256"):
+        load(tmp_path, "iris-v1")
+
+
+def test_untrusted_type_is_refused_even_with_a_matching_hash(tmp_path):
+    data = iris_dataset()
+    forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(data.X[:, :2], data.y)
+    artifact = tmp_path / "forest-v1.skops"
+    sio.dump(forest, artifact)
+    card = json.loads((MODELS / "iris-v1.json").read_text())
+    import hashlib
+
+    card["sha256"] = hashlib.sha256(artifact.read_bytes()).hexdigest()
+    card_path(artifact).write_text(json.dumps(card))
+    with pytest.raises(ModelRefused, match="does not trust"):
+        load(tmp_path, "forest-v1")
+
+
+def test_missing_model_lists_what_is_available():
+    with pytest.raises(ModelRefused, match="available: iris-v1"):
+        load(MODELS, "nope-v1")
