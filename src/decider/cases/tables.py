@@ -17,7 +17,10 @@ class Case(SQLModel, table=True):
         UniqueConstraint("client", "key", name="uq_case_client_key"),
         # The review queue: pending reviews in order of age or of confidence (keyset pagination).
         Index("ix_case_queue_age", "review_status", "id"),
-        Index("ix_case_queue_confidence", "review_status", "confidence", "id"),
+        # Least confident first, among the cases whose suggestion reviewers may see (review.service.RANKED).
+        Index("ix_case_queue_ranked", "review_status", "show_suggestion", "audit", "confidence", "id"),
+        # Live claims: "claimed now", and the claim a reviewer already holds.
+        Index("ix_case_queue_claims", "review_status", "claim_expires_at"),
         Index("ix_case_status_id", "status", "id"),
         Index("ix_case_created_at", "created_at"),
     )
