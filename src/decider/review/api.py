@@ -6,7 +6,8 @@ The client system authenticates with its API key and names the person acting in 
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
@@ -35,7 +36,28 @@ class ResolveIn(Reviewer):
     note: Annotated[str, Field(max_length=2000)] | None = None
 
 
-@router.post("/claim", response_model=CaseOut, responses={204: {"description": "Nothing is waiting"}})
+class ReviewCaseOut(CaseOut):
+    """A case as a reviewer sees it: the model's output is null where the level (or a blind audit) hides it."""
+
+    features: dict[str, float]
+    audit: bool = Field(description="A blind audit of an automatic decision: the label checks the model")
+    review_status: str | None = Field(description="`pending` (waiting for a reviewer) or `done`")
+    claimed_by: str | None
+    claim_expires_at: datetime | None
+
+
+class EventOut(BaseModel):
+    kind: str = Field(description="created, scored, claimed, released, decided, audited")
+    actor: str
+    at: datetime
+    detail: dict[str, Any] | None
+
+
+class ReviewCaseWithHistory(ReviewCaseOut):
+    history: list[EventOut]
+
+
+@router.post("/claim", response_model=ReviewCaseOut, responses={204: {"description": "Nothing is waiting"}})
 def claim_next(body: ClaimIn, runtime: RuntimeDep, client: ClientDep) -> dict | Response:
     """Claim the next queued case for `reviewer` for the configured lease."""
     with runtime.engine.begin() as conn:
@@ -44,7 +66,17 @@ def claim_next(body: ClaimIn, runtime: RuntimeDep, client: ClientDep) -> dict | 
     return Response(status_code=204) if case is None else _reviewer_view(case)
 
 
-@router.post("/cases/{case_id}/claim", response_model=CaseOut)
+@router.get("/cases/{case_id}", response_model=ReviewCaseWithHistory)
+def read(case_id: int, runtime: RuntimeDep, client: ClientDep) -> dict:
+    """A case as a reviewer sees it, with its history (created, scored, claimed, released, decided)."""
+    with runtime.engine.connect() as conn:
+        case = service.get_case(conn=conn, case_id=case_id)
+        events = service.history(conn=conn, case_id=case_id)
+    hidden = service.model_hidden(case)
+    return _reviewer_view(case) | {"history": [service.event_view(e, hidden) for e in events]}
+
+
+@router.post("/cases/{case_id}/claim", response_model=ReviewCaseOut)
 def claim(case_id: int, body: Reviewer, runtime: RuntimeDep, client: ClientDep) -> dict:
     """Claim one named case."""
     with runtime.engine.begin() as conn:
@@ -60,20 +92,14 @@ def release(case_id: int, body: Reviewer, runtime: RuntimeDep, client: ClientDep
     return Response(status_code=204)
 
 
-@router.post("/cases/{case_id}/resolve", response_model=CaseOut)
+@router.post("/cases/{case_id}/resolve", response_model=ReviewCaseOut)
 def resolve(case_id: int, body: ResolveIn, runtime: RuntimeDep, client: ClientDep) -> dict:
     """Decide a claimed case (or label an audited one). 409 if it is not yours or already resolved."""
     with runtime.engine.begin() as conn:
         case = service.resolve(conn=conn, case_id=case_id, reviewer=body.reviewer, label=body.label,
                                labels=runtime.deployment.live.labels, note=body.note)
-    return public(case)
+    return _reviewer_view(case)
 
 
 def _reviewer_view(case: dict) -> dict:
-    """What a reviewer may see: no model output where the level hides it or on a blind audit."""
-    out = public(case)
-    if not case["show_suggestion"] or case["audit"]:
-        out |= {"probabilities": None, "prediction": None, "confidence": None, "threshold": None}
-        if case["audit"]:
-            out |= {"decision": None, "decided_by": None}
-    return out
+    return public(service.reviewer_view(case))

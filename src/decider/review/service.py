@@ -3,26 +3,66 @@ never both hold or both decide one case, on SQLite and on PostgreSQL alike."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Select, and_, false, func, insert, not_, or_, select, true, tuple_, update
 
-from decider.cases.service import CASE, EVENT, get_case
+from decider.cases.service import CASE, EVENT, first_events, get_case
 from decider.db import now
 from decider.errors import Conflict, InvalidInput
 
 Sort = Literal["age", "confidence"]
+MODEL_FIELDS = ("probabilities", "prediction", "confidence", "threshold")
+
+# Cases whose model output a reviewer may see. Only these are sorted or filtered by what the model said:
+# ordering shadow cases by confidence would leak the hidden output through the order itself.
+SHOWN = and_(CASE.c.show_suggestion == true(), CASE.c.audit == false())
+RANKED = and_(SHOWN, CASE.c.confidence.is_not(None))
+PENDING = CASE.c.review_status == "pending"
 
 
-def _claimable(at):  # type: ignore[no-untyped-def]
-    return and_(CASE.c.review_status == "pending",
-                or_(CASE.c.claimed_by.is_(None), CASE.c.claim_expires_at < at))
+def model_hidden(case: Mapping[str, Any]) -> bool:
+    """Reviewers see the model's output only where the level allows it, and never on a blind audit."""
+    return not case["show_suggestion"] or bool(case["audit"])
+
+
+def reviewer_view(case: Mapping[str, Any]) -> dict[str, Any]:
+    """The case with the model's output removed where the reviewer must not see it (and, on a blind
+    audit, the model's decision too)."""
+    out = dict(case)
+    if model_hidden(case):
+        out |= dict.fromkeys(MODEL_FIELDS)
+        if case["audit"] and case["review_status"] == "pending":
+            out |= {"decision": None, "decided_by": None, "decided_at": None}
+    return out
+
+
+def event_view(event: Mapping[str, Any], hidden: bool) -> dict[str, Any]:
+    """A history line as a reviewer sees it: what the model said stays out wherever the model is hidden."""
+    if hidden and event["detail"] and (event["kind"] == "scored" or event["actor"] == "model"):
+        return dict(event) | {"detail": None}
+    return dict(event)
+
+
+def _claimable(at: datetime):  # type: ignore[no-untyped-def]
+    return and_(PENDING, or_(CASE.c.claimed_by.is_(None), CASE.c.claim_expires_at < at))
 
 
 def _event(conn: Connection, case_id: int, kind: str, actor: str, detail: dict | None = None) -> None:
     conn.execute(insert(EVENT).values(case_id=case_id, kind=kind, actor=actor, at=now(), detail=detail))
+
+
+def _in_queue_order(sort: Sort, where: list[Any]) -> Iterator[Select]:
+    """Queries that together list the pending cases in queue order, each served by one index."""
+    if sort == "confidence":
+        yield select(CASE.c.id).where(*where, RANKED).order_by(CASE.c.confidence, CASE.c.id)
+        yield select(CASE.c.id).where(*where, not_(RANKED)).order_by(CASE.c.id)
+    else:
+        yield select(CASE.c.id).where(*where).order_by(CASE.c.id)
 
 
 def claim_next(*, conn: Connection, reviewer: str, lease_seconds: int, sort: Sort = "age",
@@ -34,39 +74,43 @@ def claim_next(*, conn: Connection, reviewer: str, lease_seconds: int, sort: Sor
     """
     at = now()
     held = conn.execute(select(CASE.c.id).where(
-        CASE.c.review_status == "pending", CASE.c.claimed_by == reviewer, CASE.c.claim_expires_at >= at
+        PENDING, CASE.c.claim_expires_at >= at, CASE.c.claimed_by == reviewer
     ).order_by(CASE.c.id).limit(1)).scalar()
     if held is not None:
         return get_case(conn=conn, case_id=held)
-    order = [CASE.c.id] if sort == "age" else [CASE.c.confidence, CASE.c.id]
-    for _ in range(20):  # another reviewer may take the case between the select and the update
-        query = select(CASE.c.id).where(_claimable(at)).order_by(*order).limit(1)
-        if skip is not None:
-            query = query.where(CASE.c.id != skip)
+    where = [_claimable(at)] + ([CASE.c.id != skip] if skip is not None else [])
+    for query in _in_queue_order(sort, where):
         if conn.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
-        case_id = conn.execute(query).scalar()
-        if case_id is None:
-            return None
-        if _take(conn, case_id, reviewer, lease_seconds, at):
-            return get_case(conn=conn, case_id=case_id)
+        for _ in range(20):  # another reviewer may take the case between the select and the update
+            case_id = conn.execute(query.limit(1)).scalar()
+            if case_id is None:
+                break
+            if _take(conn, case_id, reviewer, lease_seconds, at):
+                return get_case(conn=conn, case_id=case_id)
     return None
 
 
 def claim(*, conn: Connection, case_id: int, reviewer: str, lease_seconds: int) -> dict[str, Any]:
-    """Claim one named case, or say why not (409)."""
+    """Claim one named case (renewing the lease if it is already yours), or say why not (409)."""
     at = now()
-    if not _take(conn, case_id, reviewer, lease_seconds, at):
+    if not _take(conn, case_id, reviewer, lease_seconds, at, renew=True):
         case = get_case(conn=conn, case_id=case_id)
-        raise Conflict(_why_not_free(case, reviewer, at))
+        raise Conflict(_why_not_free(case))
     return get_case(conn=conn, case_id=case_id)
 
 
-def _take(conn: Connection, case_id: int, reviewer: str, lease_seconds: int, at) -> bool:  # type: ignore[no-untyped-def]
+def _take(conn: Connection, case_id: int, reviewer: str, lease_seconds: int, at: datetime,
+          renew: bool = False) -> bool:
     until = at + timedelta(seconds=lease_seconds)
+    if renew:  # a reload of a case you hold extends the lease without a new line in its history
+        mine = and_(PENDING, CASE.c.claimed_by == reviewer, CASE.c.claim_expires_at >= at)
+        if conn.execute(update(CASE).where(CASE.c.id == case_id, mine)
+                        .values(claim_expires_at=until)).rowcount == 1:
+            return True
     result = conn.execute(update(CASE).where(
         CASE.c.id == case_id,
-        or_(_claimable(at), and_(CASE.c.review_status == "pending", CASE.c.claimed_by == reviewer)),
+        or_(_claimable(at), and_(PENDING, CASE.c.claimed_by == reviewer)),
     ).values(claimed_by=reviewer, claim_expires_at=until))
     if result.rowcount != 1:
         return False
@@ -77,7 +121,7 @@ def _take(conn: Connection, case_id: int, reviewer: str, lease_seconds: int, at)
 def release(*, conn: Connection, case_id: int, reviewer: str) -> None:
     """Give a claimed case back to the queue (Skip)."""
     result = conn.execute(update(CASE).where(
-        CASE.c.id == case_id, CASE.c.review_status == "pending", CASE.c.claimed_by == reviewer
+        CASE.c.id == case_id, PENDING, CASE.c.claimed_by == reviewer
     ).values(claimed_by=None, claim_expires_at=None))
     if result.rowcount != 1:
         case = get_case(conn=conn, case_id=case_id)
@@ -98,68 +142,103 @@ def resolve(*, conn: Connection, case_id: int, reviewer: str, label: str, labels
     if case["status"] == "pending":
         values |= {"status": "decided", "decision": label, "decided_by": reviewer, "decided_at": at}
     result = conn.execute(update(CASE).where(
-        CASE.c.id == case_id, CASE.c.review_status == "pending",
-        CASE.c.claimed_by == reviewer, CASE.c.claim_expires_at >= at,
+        CASE.c.id == case_id, PENDING, CASE.c.claimed_by == reviewer, CASE.c.claim_expires_at >= at,
     ).values(**values))
     if result.rowcount != 1:
-        raise Conflict(_why_not_yours(case, reviewer, at))
+        raise Conflict(_why_not_yours(get_case(conn=conn, case_id=case_id), reviewer, at))
     kind = "decided" if case["status"] == "pending" else "audited"
     _event(conn, case_id, kind, reviewer, {"label": label, "note": note or None})
     return get_case(conn=conn, case_id=case_id)
 
 
-def _why_not_free(case: dict[str, Any], reviewer: str, at) -> str:  # type: ignore[no-untyped-def]
+def _why_not_free(case: dict[str, Any]) -> str:
     if case["review_status"] != "pending":
-        return f"case {case['id']} is already resolved"
-    return f"case {case['id']} is claimed by {case['claimed_by']} until {case['claim_expires_at']:%H:%M:%S}"
+        return f"case {case['id']} is already resolved" if case["review_status"] else \
+            f"case {case['id']} is not waiting for a review"
+    return f"case {case['id']} is claimed by {case['claimed_by']} until {case['claim_expires_at']:%H:%M:%S} UTC"
 
 
-def _why_not_yours(case: dict[str, Any], reviewer: str, at) -> str:  # type: ignore[no-untyped-def]
+def _why_not_yours(case: dict[str, Any], reviewer: str, at: datetime) -> str:
     if case["review_status"] != "pending":
-        return f"case {case['id']} is already resolved"
+        return _why_not_free(case)
     if case["claimed_by"] and case["claimed_by"] != reviewer and case["claim_expires_at"] >= at:
-        return _why_not_free(case, reviewer, at)
+        return _why_not_free(case)
     return f"case {case['id']} is not claimed by you (claim it first; leases expire)"
 
 
 @dataclass
 class QueueStats:
     pending: int
-    oldest_created_at: Any
+    oldest_created_at: datetime | None
     claimed: int
 
 
 def queue_stats(*, conn: Connection) -> QueueStats:
-    at = now()
-    row = conn.execute(select(func.count(), func.min(CASE.c.created_at)).where(
-        CASE.c.review_status == "pending")).one()
-    claimed = conn.execute(select(func.count()).where(
-        CASE.c.review_status == "pending", CASE.c.claim_expires_at >= at)).scalar_one()
-    return QueueStats(pending=row[0], oldest_created_at=row[1], claimed=claimed)
+    """How many wait, since when, and how many are held now: each answered from an index."""
+    pending = conn.execute(select(func.count()).select_from(CASE).where(PENDING)).scalar_one()
+    # ids follow arrival, so the oldest pending case is the lowest id (ix_case_queue_age), not a scan.
+    oldest = conn.execute(select(CASE.c.created_at).where(PENDING).order_by(CASE.c.id).limit(1)).scalar()
+    claimed = conn.execute(select(func.count()).select_from(CASE).where(
+        PENDING, CASE.c.claim_expires_at >= now())).scalar_one()
+    return QueueStats(pending=pending, oldest_created_at=oldest, claimed=claimed)
 
 
-def queue_page(*, conn: Connection, sort: Sort, after: tuple[float, int] | None, limit: int,
-               suggested: str | None = None, model_version: str | None = None) -> list[dict[str, Any]]:
-    """One page of the pending queue, keyset-paginated on (confidence, id) or id, using the queue indexes."""
-    query = select(CASE).where(CASE.c.review_status == "pending")
+_CURSOR = re.compile(r"^(?:(?P<part>[ah])(?P<id>\d{1,18})|v(?P<conf>[-+.0-9eE]{1,32}):(?P<vid>\d{1,18}))$")
+CURSOR_PATTERN = _CURSOR.pattern
+
+
+def queue_page(*, conn: Connection, sort: Sort, after: str | None, limit: int, suggested: str | None = None,
+               model_version: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of the pending queue and the cursor of the next (None on the last). Keyset-paginated, so a
+    page costs the same at any depth; the suggested-class filter only sees cases whose suggestion is shown."""
+    where: list[Any] = [PENDING]
     if suggested:
-        query = query.where(CASE.c.prediction == suggested)
+        where += [SHOWN, CASE.c.prediction == suggested]
     if model_version:
-        query = query.where(CASE.c.model_version == model_version)
-    if sort == "confidence":
-        conf = func.coalesce(CASE.c.confidence, -1.0)
-        if after is not None:
-            query = query.where(or_(conf > after[0], and_(conf == after[0], CASE.c.id > after[1])))
-        query = query.order_by(conf, CASE.c.id)
-    else:
-        if after is not None:
-            query = query.where(CASE.c.id > after[1])
-        query = query.order_by(CASE.c.id)
+        where.append(CASE.c.model_version == model_version)
+    part, key = _parse_cursor(after)
+    rows: list[dict[str, Any]] = []
+    if sort == "confidence" and part in (None, "v"):
+        ranked = select(CASE).where(*where, RANKED)
+        if key is not None:
+            ranked = ranked.where(tuple_(CASE.c.confidence, CASE.c.id) > tuple_(*key))
+        rows = _fetch(conn, ranked.order_by(CASE.c.confidence, CASE.c.id), limit)
+        part, key = "h", None
+    if len(rows) < limit:
+        rest = select(CASE).where(*where)
+        if sort == "confidence":
+            rest = rest.where(not_(RANKED))
+        if key is not None:
+            rest = rest.where(CASE.c.id > key[-1])
+        rows += _fetch(conn, rest.order_by(CASE.c.id), limit - len(rows))
+    return rows, _cursor_after(sort, rows[-1]) if len(rows) == limit else None
+
+
+def _fetch(conn: Connection, query: Select, limit: int) -> list[dict[str, Any]]:
     return [dict(r) for r in conn.execute(query.limit(limit)).mappings()]
 
 
+def _parse_cursor(after: str | None) -> tuple[str | None, tuple[Any, ...] | None]:
+    if not after:
+        return None, None
+    m = _CURSOR.match(after)
+    if m is None:
+        raise InvalidInput("after: not a cursor from this page", field="after")
+    if m["part"]:
+        return m["part"], (int(m["id"]),)
+    try:
+        return "v", (float(m["conf"]), int(m["vid"]))
+    except ValueError:
+        raise InvalidInput("after: not a cursor from this page", field="after") from None
+
+
+def _cursor_after(sort: Sort, row: Mapping[str, Any]) -> str:
+    if sort == "confidence" and not model_hidden(row) and row["confidence"] is not None:
+        return f"v{row['confidence']!r}:{row['id']}"
+    return f"{'h' if sort == 'confidence' else 'a'}{row['id']}"
+
+
 def history(*, conn: Connection, case_id: int) -> list[dict[str, Any]]:
+    """Everything that happened to a case, oldest first: its first steps, then the stored events."""
     rows = conn.execute(select(EVENT).where(EVENT.c.case_id == case_id).order_by(EVENT.c.id)).mappings()
-    return [dict(r) for r in rows]
-
-
+    return first_events(get_case(conn=conn, case_id=case_id)) + [dict(r) for r in rows]

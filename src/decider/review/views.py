@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from decider.db import now
 from decider.deps import RuntimeDep
-from decider.errors import Conflict
+from decider.errors import Conflict, NotFound
 from decider.registry.cards import out_of_range, percentile
 from decider.review import service
-from decider.web.pages import UserDep, check_csrf, flash, render
+from decider.web.pages import CsrfField, UserDep, check_csrf, error_page, flash, render
 
 router = APIRouter(prefix="/review", include_in_schema=False)
 PAGE = 50
@@ -23,71 +23,65 @@ def queue(request: Request, runtime: RuntimeDep, user: UserDep,
           sort: Annotated[service.Sort, Query()] = "age",
           suggested: Annotated[str | None, Query(max_length=100)] = None,
           model: Annotated[str | None, Query(max_length=100)] = None,
-          after: Annotated[str | None, Query(pattern=r"^-?[\d.]+:\d+$")] = None) -> HTMLResponse:
-    cursor = None
-    if after:
-        conf, _, last = after.partition(":")
-        cursor = (float(conf), int(last))
+          after: Annotated[str | None, Query(pattern=service.CURSOR_PATTERN)] = None) -> HTMLResponse:
+    """The queue: how many wait and since when, and one page of them in the chosen order."""
+    request.session["sort"] = sort  # "Next case" and the case after a decision follow this order
     with runtime.engine.connect() as conn:
         stats = service.queue_stats(conn=conn)
-        rows = service.queue_page(conn=conn, sort=sort, after=cursor, limit=PAGE,
-                                  suggested=suggested or None, model_version=model or None)
-    next_after = None
-    if len(rows) == PAGE:
-        last = rows[-1]
-        next_after = f"{last['confidence'] if last['confidence'] is not None else -1.0}:{last['id']}"
+        rows, next_after = service.queue_page(conn=conn, sort=sort, after=after, limit=PAGE,
+                                              suggested=suggested or None, model_version=model or None)
+    dep = runtime.deployment
+    models = [m.id for m in (dep.live, dep.candidate, *dep.shadows) if m is not None]
     return render(request, "queue.html", stats=stats, rows=rows, sort=sort, suggested=suggested or "",
-                  model=model or "", next_after=next_after, labels=runtime.deployment.live.labels,
-                  hide_model=_hidden, now=now())
-
-
-def _hidden(case: dict) -> bool:
-    """Reviewers see the model's output only where the level allows it, never on a blind audit."""
-    return not case["show_suggestion"] or case["audit"]
+                  model=model or "", after=after, next_after=next_after, labels=dep.live.labels,
+                  models=models, hide_model=service.model_hidden, now=now())
 
 
 @router.post("/next")
-def next_case(request: Request, runtime: RuntimeDep, user: UserDep, csrf: Annotated[str, Form()],
-              sort: Annotated[service.Sort, Form()] = "age") -> Response:
+def next_case(request: Request, runtime: RuntimeDep, user: UserDep, csrf: CsrfField = "") -> Response:
+    """Claim the next case in the queue's order and open it."""
     check_csrf(request, csrf)
-    with runtime.engine.begin() as conn:
-        case = service.claim_next(conn=conn, reviewer=user["name"],
-                                  lease_seconds=runtime.settings.review.lease_seconds, sort=sort)
-    if case is None:
-        flash(request, "The queue is empty: nothing is waiting for a review.")
-        return RedirectResponse("/review", 303)
-    return RedirectResponse(f"/review/cases/{case['id']}", 303)
+    return _on_to_next(request, runtime, user, empty="The queue is empty: nothing is waiting for a review.")
 
 
 @router.get("/cases/{case_id}")
-def case_page(request: Request, runtime: RuntimeDep, user: UserDep, case_id: int) -> HTMLResponse:
+def case_page(request: Request, runtime: RuntimeDep, user: UserDep, case_id: int) -> Response:
     """Open a case; a pending one is claimed for this reviewer if nobody else holds it."""
     lease = runtime.settings.review.lease_seconds
     held_by_other = None
     with runtime.engine.begin() as conn:
-        case = service.get_case(conn=conn, case_id=case_id)
+        try:
+            case = service.get_case(conn=conn, case_id=case_id)
+        except NotFound as exc:
+            return error_page(request, exc.message, exc.status_code)
         if case["review_status"] == "pending":
             try:
                 case = service.claim(conn=conn, case_id=case_id, reviewer=user["name"], lease_seconds=lease)
             except Conflict as exc:
                 held_by_other = exc.message
         events = service.history(conn=conn, case_id=case_id)
+    hidden = service.model_hidden(case)
+    return render(request, "case.html", case=service.reviewer_view(case), hide_model=hidden,
+                  features=_features(runtime, case["features"]), events=[service.event_view(e, hidden) for e in events],
+                  labels=runtime.deployment.live.labels, held_by_other=held_by_other)
+
+
+def _features(runtime: RuntimeDep, values: dict[str, float]) -> list[dict[str, Any]]:
+    """Each feature value against the live model's training distribution, in the model's feature order."""
     stats = runtime.deployment.live.card.get("feature_stats", {})
-    features = [
-        {"name": name, "value": value,
-         "percentile": percentile(stats[name], value) if name in stats else None,
-         "outside": out_of_range(stats[name], value) if name in stats else False}
-        for name, value in case["features"].items()
-    ]
-    return render(request, "case.html", case=case, features=features, events=events,
-                  labels=runtime.deployment.live.labels, hide_model=_hidden(case),
-                  held_by_other=held_by_other)
+    order = [n for n in runtime.deployment.live.features if n in values] + \
+        [n for n in values if n not in runtime.deployment.live.features]
+    return [{"name": name, "value": values[name], "stats": stats.get(name),
+             "percentile": percentile(stats[name], values[name]) if name in stats else None,
+             "outside": out_of_range(stats[name], values[name]) if name in stats else False}
+            for name in order]
 
 
 @router.post("/cases/{case_id}/decide")
 def decide(request: Request, runtime: RuntimeDep, user: UserDep, case_id: int,
-           label: Annotated[str, Form(max_length=100)], csrf: Annotated[str, Form()],
+           label: Annotated[str, Form(max_length=100)], csrf: CsrfField = "",
            note: Annotated[str, Form(max_length=2000)] = "") -> Response:
+    """Record the reviewer's decision, then straight on to the next case."""
     check_csrf(request, csrf)
     try:
         with runtime.engine.begin() as conn:
@@ -96,13 +90,13 @@ def decide(request: Request, runtime: RuntimeDep, user: UserDep, case_id: int,
     except Conflict as exc:
         flash(request, exc.message, "error")
         return RedirectResponse(f"/review/cases/{case_id}", 303)
-    flash(request, f"Case {case_id}: {label}.")
+    flash(request, f"Case #{case_id} decided: {label}.")
     return _on_to_next(request, runtime, user)
 
 
 @router.post("/cases/{case_id}/skip")
-def skip(request: Request, runtime: RuntimeDep, user: UserDep, case_id: int,
-         csrf: Annotated[str, Form()]) -> Response:
+def skip(request: Request, runtime: RuntimeDep, user: UserDep, case_id: int, csrf: CsrfField = "") -> Response:
+    """Give the case back to the queue and take the next one."""
     check_csrf(request, csrf)
     try:
         with runtime.engine.begin() as conn:
@@ -110,15 +104,19 @@ def skip(request: Request, runtime: RuntimeDep, user: UserDep, case_id: int,
     except Conflict as exc:
         flash(request, exc.message, "error")
         return RedirectResponse("/review", 303)
-    flash(request, f"Case {case_id} skipped: back in the queue.")
+    flash(request, f"Case #{case_id} skipped: it is back in the queue.")
     return _on_to_next(request, runtime, user, skip=case_id)
 
 
-def _on_to_next(request: Request, runtime: RuntimeDep, user: dict, skip: int | None = None) -> Response:
-    """Straight on to the next case, as a reviewer working through the queue expects."""
+def _on_to_next(request: Request, runtime: RuntimeDep, user: dict, skip: int | None = None,
+                empty: str = "That was the last case: nothing else is waiting.") -> Response:
+    """Straight on to the next case, in the order the reviewer last chose on the queue page."""
+    sort = request.session.get("sort", "age")
     with runtime.engine.begin() as conn:
-        case = service.claim_next(conn=conn, reviewer=user["name"],
+        case = service.claim_next(conn=conn, reviewer=user["name"], sort=sort if sort == "confidence" else "age",
                                   lease_seconds=runtime.settings.review.lease_seconds, skip=skip)
     if case is None:
+        done = (request.session.get("flash") or {}).get("message")
+        flash(request, f"{done} {empty}" if done else empty)
         return RedirectResponse("/review", 303)
     return RedirectResponse(f"/review/cases/{case['id']}", 303)
