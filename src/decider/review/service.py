@@ -73,9 +73,10 @@ def claim_next(*, conn: Connection, reviewer: str, lease_seconds: int, sort: Sor
     case just released, so Skip does not hand the same case straight back.
     """
     at = now()
-    held = conn.execute(select(CASE.c.id).where(
-        PENDING, CASE.c.claim_expires_at >= at, CASE.c.claimed_by == reviewer
-    ).order_by(CASE.c.id).limit(1)).scalar()
+    # No ORDER BY or min() in SQL: either lets SQLite walk the whole queue in id order (ix_case_queue_age)
+    # looking for this reviewer's claim; without them it reads the few live claims (ix_case_queue_claims).
+    held = min(conn.execute(select(CASE.c.id).where(
+        PENDING, CASE.c.claim_expires_at >= at, CASE.c.claimed_by == reviewer)).scalars(), default=None)
     if held is not None:
         return get_case(conn=conn, case_id=held)
     where = [_claimable(at)] + ([CASE.c.id != skip] if skip is not None else [])
