@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from decider.errors import DeciderError
@@ -91,3 +93,17 @@ class BodyLimit:
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+
+class PageSessions:
+    """Signed session cookies for the pages only: the JSON API authenticates by key and skips the work."""
+
+    def __init__(self, app: ASGIApp, **session_options: Any) -> None:
+        self.app = app
+        self.with_session = SessionMiddleware(app, **session_options)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+        else:
+            await self.with_session(scope, receive, send)
