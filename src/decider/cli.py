@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -110,6 +111,23 @@ def train(
     typer.echo(f"trained {card['id']}: features {card['features']}, test accuracy {card['test']['accuracy']:.3f}",
                err=True)
     typer.echo(card["id"])
+
+
+@app.command()
+def simulate(
+    config: ConfigOpt = None,
+    since: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Only cases from DATE (UTC)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON")] = False,
+) -> None:
+    """Replay stored, scored cases under the config's policy and print what it would have done (no writes)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from decider.automation.simulate import run
+
+    try:
+        typer.echo(run(settings_or_exit(config), since=since.date() if since else None, as_json=as_json))
+    except SQLAlchemyError as exc:
+        raise fail(f"could not read the cases: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
 
 
 @db_app.command("upgrade")
