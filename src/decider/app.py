@@ -15,6 +15,9 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from decider import __version__
 from decider.auth.service import shared_secret
+from decider.automation import reload as config_reload
+from decider.automation.views import api_router as policy_api_router
+from decider.automation.views import page_router as policy_page_router
 from decider.cases.api import router as cases_router
 from decider.config import Settings
 from decider.db import make_engine
@@ -39,7 +42,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        watcher = config_reload.start(runtime)  # each worker process follows config.toml edits
         yield
+        watcher.cancel()
         runtime.engine.dispose()
 
     app = FastAPI(
@@ -59,6 +64,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(review_api_router)
     app.include_router(pages_router)
     app.include_router(review_router)
+    app.include_router(policy_api_router)
+    app.include_router(policy_page_router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

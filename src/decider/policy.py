@@ -52,6 +52,18 @@ class Policy:
         blob = json.dumps(self.as_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Policy:
+        """The inverse of `as_dict`, for policies read back from the history."""
+        return cls(
+            level=Level(str(data["level"])),
+            threshold=float(data["threshold"]),  # type: ignore[arg-type]
+            class_thresholds={str(k): float(v) for k, v in dict(data.get("class_thresholds") or {}).items()},
+            audit_rate=float(data.get("audit_rate", 0.0)),  # type: ignore[arg-type]
+            rollout_percent=float(data.get("rollout_percent", 100.0)),  # type: ignore[arg-type]
+        )
+
+
 
 @dataclass(frozen=True)
 class Routing:
@@ -60,6 +72,28 @@ class Routing:
     threshold: float | None  # the threshold compared, where one was
     show_suggestion: bool  # may a reviewer see the model's output for this case
     audit: bool  # an automatic decision also sent to a blind human review
+
+
+# From least to most automatic: moving right hands more decisions to the model.
+LEVEL_ORDER = (Level.HUMAN_ONLY, Level.SHADOW, Level.ASSIST, Level.PARTIAL, Level.FULL)
+
+
+def loosenings(old: Policy, new: Policy) -> list[str]:
+    """How `new` lets the model decide more than `old` did: one phrase per change, empty if none."""
+    reasons = []
+    if LEVEL_ORDER.index(new.level) > LEVEL_ORDER.index(old.level) and new.level in (Level.PARTIAL, Level.FULL):
+        reasons.append(f"level {old.level} -> {new.level}")
+    if new.level is Level.PARTIAL:
+        labels = sorted(set(old.class_thresholds) | set(new.class_thresholds))
+        if new.threshold < old.threshold:
+            reasons.append(f"threshold {old.threshold:g} -> {new.threshold:g}")
+        for label in labels:
+            was, now = old.threshold_for(label), new.threshold_for(label)
+            if now < was:
+                reasons.append(f"threshold for {label} {was:g} -> {now:g}")
+    if new.level in (Level.PARTIAL, Level.FULL) and new.rollout_percent > old.rollout_percent:
+        reasons.append(f"rollout_percent {old.rollout_percent:g} -> {new.rollout_percent:g}")
+    return reasons
 
 
 def needs_model(level: Level) -> bool:

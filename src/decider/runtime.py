@@ -68,3 +68,8 @@ class Runtime:
     def start(cls, settings: Settings, engine: Engine) -> Runtime:
         return cls(settings=settings, engine=engine, policy=policy_from(settings),
                    deployment=deployment_from(settings))
+
+    def apply_settings(self, settings: Settings) -> None:
+        """Put reloaded settings and the policy they give in force, each in one assignment."""
+        self.policy = policy_from(settings)
+        self.settings = settings

@@ -1,0 +1,57 @@
+"""The policy in force and its history: `GET /api/v1/policy` for systems, `/admin/policy` for admins."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
+
+from decider.automation import history
+from decider.cases.api import ERRORS
+from decider.deps import ClientDep, RuntimeDep
+from decider.runtime import Runtime
+from decider.web.pages import AdminDep, render
+
+api_router = APIRouter(prefix="/api/v1/policy", tags=["policy"], responses={401: ERRORS[401]})
+page_router = APIRouter(include_in_schema=False)
+
+
+class PolicyChangeOut(BaseModel):
+    version: str = Field(description="Short hash of the content: the same policy always has the same version")
+    content: dict[str, Any]
+    started_at: datetime
+    source: str = Field(description="`start` (a server started with it) or `config` (a live edit)")
+    replay: dict[str, Any] | None = Field(
+        description="When the change handed the model more decisions: the old and new policy replayed on "
+        "recent cases (auto-decided share, error rate on labelled cases with its 95% interval)")
+
+
+class PolicyOut(BaseModel):
+    version: str
+    content: dict[str, Any]
+    rejected_edit: str | None = Field(description="A config edit this server refused; the policy above stays")
+    history: list[PolicyChangeOut] = Field(description="Every policy that has been in force, newest first")
+
+
+def policy_view(runtime: Runtime) -> dict[str, Any]:
+    with runtime.engine.connect() as conn:
+        changes = history.history(conn=conn)
+    policy = runtime.policy
+    return {"version": policy.version, "content": policy.as_dict(),
+            "rejected_edit": runtime.problems.get("config"), "history": changes}
+
+
+@api_router.get("", response_model=PolicyOut)
+def read_policy(runtime: RuntimeDep, client: ClientDep) -> dict[str, Any]:
+    """The automation policy this server applies now, any config edit it rejected, and the history."""
+    return policy_view(runtime)
+
+
+@page_router.get("/admin/policy")
+def policy_page(request: Request, runtime: RuntimeDep, user: AdminDep) -> HTMLResponse:
+    view = policy_view(runtime)
+    return render(request, "admin_policy.html", **view, models_problem=runtime.problems.get("models"),
+                  reload_seconds=runtime.settings.server.reload_seconds)
