@@ -23,6 +23,9 @@ from decider.config import Settings
 from decider.db import make_engine
 from decider.deps import RuntimeDep
 from decider.http import BodyLimit, install_error_handlers
+from decider.monitoring.metrics import MetricsMiddleware
+from decider.monitoring.metrics import router as metrics_router
+from decider.monitoring.outcomes import router as outcomes_router
 from decider.review.api import router as review_api_router
 from decider.review.views import router as review_router
 from decider.runtime import Runtime
@@ -58,12 +61,15 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.add_middleware(SessionMiddleware, secret_key=secret, session_cookie="decider_session",
                        max_age=12 * 3600, same_site="lax", https_only=False)
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
+    app.add_middleware(MetricsMiddleware)  # outermost: times everything, labels by route template
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(cases_router)
     app.include_router(review_api_router)
     app.include_router(pages_router)
     app.include_router(review_router)
+    app.include_router(outcomes_router)
+    app.include_router(metrics_router)
     app.include_router(policy_api_router)
     app.include_router(policy_page_router)
 

@@ -78,6 +78,10 @@ def serve(
         typer.echo(f"  Login for the review pages:   admin / {password}")
     typer.echo(f"decider: serving {settings.models.live} at http://{host}:{port} (API docs at /docs)")
     os.environ["DECIDER_CONFIG"] = str(settings.config_path)
+    if workers > 1:  # each worker writes its counters to files that /metrics sums
+        from decider.monitoring.metrics import prepare_multiprocess_dir
+
+        prepare_multiprocess_dir()
     uvicorn.run("decider.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 access_log=settings.server.access_log, log_level="info")
 

@@ -11,6 +11,7 @@ from decider.cases import service
 from decider.cases.schemas import CaseIn, CaseOut, CasePage, ErrorOut
 from decider.deps import ClientDep, RuntimeDep
 from decider.errors import InvalidInput
+from decider.monitoring.metrics import record_case
 
 ERRORS = {
     401: {"model": ErrorOut, "description": "Missing or invalid API key"},
@@ -36,7 +37,9 @@ async def submit_case(body: CaseIn, runtime: RuntimeDep, client: ClientDep, resp
     except IntegrityError:  # the same key submitted twice at once: the other one won
         with runtime.engine.connect() as conn:
             row, created = service.existing(conn, client, body.key or ""), False
-    if not created:
+    if created:
+        record_case(row)
+    else:
         response.status_code = 200
     if row is None:
         raise InvalidInput("key: conflicting submission, retry", field="key")

@@ -1,0 +1,1 @@
+"""Monitoring: outcome feedback, Prometheus metrics, drift, output and quality figures, the page and report."""

@@ -1,0 +1,151 @@
+"""Prometheus metrics at /metrics: requests, cases and outcomes counted in-process; queue and reviews read
+from the database at scrape time, so every worker reports the same figures.
+
+With several workers (`decider serve --workers N`) each process writes its counters to files in
+$PROMETHEUS_MULTIPROC_DIR and /metrics sums them (prometheus_client's multiprocess mode). The variable
+must be set before the workers start; `prepare_multiprocess_dir` does that for `decider serve`.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+from collections.abc import Iterator
+from time import perf_counter
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import Engine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from decider.monitoring.queries import totals
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
+LATENCY_BUCKETS = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0, 2.5, 5.0, 10.0)
+
+REQUESTS = Counter("decider_http_requests", "HTTP requests answered, by route template and status",
+                   ["method", "route", "status"])
+LATENCY = Histogram("decider_http_request_duration_seconds", "Time to answer an HTTP request, by route template",
+                    ["method", "route"], buckets=LATENCY_BUCKETS)
+CASES = Counter("decider_cases", "Cases created, by route (auto|queue), decision at creation and model version",
+                ["route", "decision", "model_version"])
+OUTCOMES = Counter("decider_outcomes", "Outcomes reported; `decision` says whether the final decision matched",
+                   ["decision"])
+
+router = APIRouter(include_in_schema=False)
+
+
+def prepare_multiprocess_dir() -> str:
+    """Point $PROMETHEUS_MULTIPROC_DIR at an empty folder before the workers start; returns the folder."""
+    path = os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="decider-metrics-")
+    os.makedirs(path, exist_ok=True)
+    for stale in glob.glob(os.path.join(path, "*.db")):  # counters restart with the server
+        os.remove(stale)
+    os.environ[MULTIPROC_ENV] = path
+    return path
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request under its route template (`/api/v1/cases/{case_id}`), never the
+    raw path, so the number of series stays bounded. Pure ASGI; the labelled children are cached."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = perf_counter()
+        status = 500  # an exception escaping the app is answered with 500 further out
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "<unmatched>"
+            method = scope["method"] if scope["method"] in METHODS else "OTHER"
+            key = (method, route, status)
+            child = self.children.get(key)
+            if child is None:
+                child = self.children[key] = (REQUESTS.labels(method, route, str(status)),
+                                              LATENCY.labels(method, route))
+            child[0].inc()
+            child[1].observe(perf_counter() - start)
+
+
+_case_children: dict[tuple[str, str, str], Any] = {}
+
+
+def record_case(row: dict[str, Any]) -> None:
+    """Count one newly created case."""
+    key = (row["route"], row["decision"] or "none", row["model_version"] or "none")
+    child = _case_children.get(key)
+    if child is None:
+        child = _case_children[key] = CASES.labels(*key)
+    child.inc()
+
+
+def record_outcome(case: dict[str, Any], label: str) -> None:
+    verdict = "none" if case["decision"] is None else ("correct" if case["decision"] == label else "wrong")
+    OUTCOMES.labels(verdict).inc()
+
+
+class DatabaseCollector:
+    """Queue depth, oldest pending age, reviews done and overturned audits, read when Prometheus scrapes."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("decider_database_up", "1 when the scrape could read the database")
+        try:
+            with self.engine.connect() as conn:
+                t = totals(conn=conn)
+        except Exception:  # report the failure as a value; a scrape should not fail with it
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield GaugeMetricFamily("decider_queue_depth", "Cases waiting for a review (queued or audit)",
+                                value=t.queue_depth)
+        yield GaugeMetricFamily("decider_queue_oldest_pending_seconds",
+                                "Age of the oldest case waiting for a review; 0 when none waits",
+                                value=t.oldest_pending_seconds)
+        reviews = CounterMetricFamily("decider_reviews", "Reviews done: decisions on queued cases, and audits",
+                                      labels=["kind"])
+        for kind, n in sorted(t.reviews_done.items()):
+            reviews.add_metric([kind], n)
+        yield reviews
+        yield CounterMetricFamily("decider_audit_overturned",
+                                  "Automatic decisions a blind audit labelled differently", value=t.overturned)
+
+
+def exposition(engine: Engine) -> bytes:
+    """The text format for one scrape: this process's (or all workers') metrics and the database's."""
+    registry = CollectorRegistry()
+    if os.environ.get(MULTIPROC_ENV):
+        MultiProcessCollector(registry)
+    else:
+        registry.register(REGISTRY)  # type: ignore[arg-type]  # a registry is itself a collector
+    registry.register(DatabaseCollector(engine))  # type: ignore[arg-type]
+    return generate_latest(registry)
+
+
+@router.get("/metrics")
+def metrics(request: Request) -> Response:
+    """Prometheus text format."""
+    return Response(exposition(request.app.state.runtime.engine), media_type=CONTENT_TYPE_LATEST)
