@@ -26,6 +26,8 @@ from decider.http import BodyLimit, install_error_handlers
 from decider.monitoring.metrics import MetricsMiddleware
 from decider.monitoring.metrics import router as metrics_router
 from decider.monitoring.outcomes import router as outcomes_router
+from decider.monitoring.views import api_router as monitoring_api_router
+from decider.monitoring.views import page_router as monitoring_page_router
 from decider.review.api import router as review_api_router
 from decider.review.views import router as review_router
 from decider.runtime import Runtime
@@ -69,6 +71,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(pages_router)
     app.include_router(review_router)
     app.include_router(outcomes_router)
+    app.include_router(monitoring_api_router)
+    app.include_router(monitoring_page_router)
     app.include_router(metrics_router)
     app.include_router(policy_api_router)
     app.include_router(policy_page_router)

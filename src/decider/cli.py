@@ -134,6 +134,28 @@ def simulate(
         raise fail(f"could not read the cases: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
 
 
+@app.command()
+def report(
+    config: ConfigOpt = None,
+    since: Annotated[datetime | None, typer.Option(help="Cases created from DATE (UTC; default: 7 days ago)")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Cases created before DATE (UTC; default: now)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="HTML file to write")] = None,
+) -> None:
+    """Write the monitoring figures as one self-contained HTML file (charts inlined), to mail or archive."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from decider.monitoring.report import write_report
+
+    settings = settings_or_exit(config)
+    out = out or Path(f"decider-report-{(since or datetime.now()).date()}.html")
+    try:
+        fig = write_report(settings=settings, since=since, until=until, out=out)
+    except (DeciderError, OSError, SQLAlchemyError) as exc:
+        raise fail(getattr(exc, "message", None) or f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
+    typer.echo(f"{fig['window']['cases']} cases, {len(fig['flags'])} figures past their threshold", err=True)
+    typer.echo(str(out))
+
+
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOpt = None, revision: str = "head") -> None:
     """Apply migrations up to REVISION (default: the newest)."""

@@ -1,0 +1,48 @@
+"""`decider report`: the monitoring figures as one self-contained HTML file, for a schedule to mail or archive.
+
+The stylesheet and Chart.js are inlined, so the file makes no request when opened.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.engine import make_url
+from tqdm import tqdm
+
+from decider.config import Settings
+from decider.db import PROJECT_ROOT, make_engine, now
+from decider.monitoring import queries
+from decider.monitoring.service import DEFAULT_SPAN, aware, monitoring_figures
+from decider.registry.cards import card_path, read_card
+
+STATIC = Path(__file__).resolve().parents[1] / "static"
+
+
+def render_report(fig: dict, *, database: str) -> str:
+    env = Environment(loader=FileSystemLoader(PROJECT_ROOT / "templates"), autoescape=select_autoescape())
+    return env.get_template("report.html").render(
+        fig=fig, database=database, generated=now().isoformat(),
+        css=(STATIC / "decider.css").read_text(), chart_js=(STATIC / "vendor" / "chart.umd.min.js").read_text())
+
+
+def write_report(*, settings: Settings, since: datetime | None, until: datetime | None, out: Path,
+                 last: int | None = None) -> dict:
+    """Compute the figures for [since, until) against the live model's card and write them to `out`."""
+    since = aware(since) or now() - DEFAULT_SPAN
+    card = read_card(card_path(settings.models_dir / f"{settings.models.live}.skops"))
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            total = queries.count_window(conn=conn, since=since, until=aware(until))
+        # On a terminal, a bar while the cases load (the slow part on a big window); silent otherwise.
+        with tqdm(total=min(total, last or total), unit="case", desc="reading cases", disable=None) as bar:
+            fig = monitoring_figures(engine=engine, card=card, since=since, until=until, last=last,
+                                     progress=bar.update)
+    finally:
+        engine.dispose()
+    database = make_url(settings.database_url).render_as_string(hide_password=True)
+    out.write_text(render_report(fig, database=database), encoding="utf-8")
+    return fig

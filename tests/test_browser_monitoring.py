@@ -1,0 +1,89 @@
+"""The monitoring page in a real headless Chromium: every chart drawn with data, no external request."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from sqlalchemy import select, update
+
+from decider.cases.service import CASE
+from decider.config import load_settings
+from decider.db import make_engine, now
+from helpers import PASSWORD, seed_credentials, server, write_config
+
+pytestmark = pytest.mark.browser
+DAYS = 5
+SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "monitoring.png"
+
+# For each chart: its Chart.js instance, how many data points it holds, and whether pixels were drawn.
+CHARTS_JS = """() => [...document.querySelectorAll('canvas[data-chart]')].map(c => {
+  const chart = Chart.getChart(c);
+  const points = chart ? chart.data.datasets.flatMap(d => d.data).filter(v => v !== null && v > 0).length : 0;
+  const pixels = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let inked = 0;
+  for (let i = 3; i < pixels.length; i += 4) { if (pixels[i] > 0) inked++; }
+  return {id: c.id, chart: !!chart, points, inked, width: c.width};
+})"""
+
+
+def feed(base: str, headers: dict[str, str], db_url: str) -> None:
+    """Five days of cases: like training at first, shifted over the last two; some reviewed, some with
+    outcomes. Cases are sent now, then their timestamps spread back over the days in the database."""
+    rng = np.random.default_rng(3)
+    labels = ["setosa", "versicolor", "virginica"]
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+        for i in range(DAYS * 24):
+            shift = 0.7 if i >= (DAYS - 2) * 24 else 0.0
+            species = rng.integers(3)
+            features = {"sepal length (cm)": round(float(rng.normal((5.0, 5.9, 6.6)[species], 0.4)) + shift, 1),
+                        "petal width (cm)": round(abs(float(rng.normal((0.25, 1.3, 2.0)[species], 0.2))) + shift, 1)}
+            case = client.post("/api/v1/cases", json={"features": features}).json()
+            truth = labels[species] if rng.random() < 0.9 else labels[(species + 1) % 3]
+            if case["status"] == "pending" and rng.random() < 0.7:
+                body = {"reviewer": "alice"}
+                client.post(f"/api/v1/review/cases/{case['id']}/claim", json=body).raise_for_status()
+                label = case["prediction"] if rng.random() < 0.75 else truth
+                client.post(f"/api/v1/review/cases/{case['id']}/resolve", json=body | {"label": label})
+            if rng.random() < 0.5:
+                client.post(f"/api/v1/cases/{case['id']}/outcome", json={"label": truth}).raise_for_status()
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        ids = conn.execute(select(CASE.c.id).order_by(CASE.c.id)).scalars().all()
+        start = now() - timedelta(days=DAYS)
+        for n, case_id in enumerate(ids):
+            at = start + timedelta(hours=n * 24 * DAYS / len(ids))
+            conn.execute(update(CASE).where(CASE.c.id == case_id).values(created_at=at))
+            conn.execute(update(CASE).where(CASE.c.id == case_id, CASE.c.reviewed_at.is_not(None))
+                         .values(reviewed_at=at + timedelta(hours=2)))
+    engine.dispose()
+
+
+def test_monitoring_page_draws_every_chart(tmp_path, browser):
+    db_url = f"sqlite:///{tmp_path / 'd.db'}"
+    config = write_config(tmp_path, db_url)
+    key = seed_credentials(load_settings(config))
+    with server(config) as base:
+        feed(base, {"Authorization": f"Bearer {key}"}, db_url)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(base + "/login?next=/monitoring")
+        page.fill("#name", "root")
+        page.fill("#password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(base + "/monitoring")
+        page.wait_for_selector("html[data-charts-ready=yes]")
+        charts = page.evaluate(CHARTS_JS)
+        assert len(charts) == 7, charts
+        for chart in charts:
+            assert chart["chart"] and chart["points"] > 0 and chart["inked"] > 1000, chart
+        assert page.locator("#drift-table tr[data-flag=yes]").count() >= 1  # the shifted tail is flagged
+        assert page.locator("#flags [role=alert]").is_visible()
+        assert all(url.startswith(base) for url in requests), requests
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        page.close()
