@@ -1,0 +1,106 @@
+"""`decider models ...`: list the versions, promote one, roll back, show the switch history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from decider.errors import DeciderError
+
+app = typer.Typer(help="Model versions: list them, promote one to live, roll back.", no_args_is_help=True)
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="config.toml to use (default: $DECIDER_CONFIG, then ./config.toml)"),
+]
+ActorOpt = Annotated[str | None, typer.Option(help="Who is switching (default: $USER)")]
+
+
+def _settings(config: Path | None):  # type: ignore[no-untyped-def]
+    from decider.cli import settings_or_exit
+
+    return settings_or_exit(config)
+
+
+def _engine(settings):  # type: ignore[no-untyped-def]
+    from decider.db import make_engine, upgrade
+
+    upgrade(settings.database_url)  # the history lives in the database: make sure its table is there
+    return make_engine(settings.database_url)
+
+
+def _fail(message: str) -> typer.Exit:
+    from decider.cli import fail
+
+    return fail(message)
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+@app.command("list")
+def list_models(config: ConfigOpt = None) -> None:
+    """Every version in the models folder: features, classes, training figures and its role now."""
+    from decider.registry import deploy, stats
+
+    settings = _settings(config)
+    engine = _engine(settings)
+    with engine.connect() as conn:
+        live = deploy.live_state(conn, settings).model_id
+    m = settings.models
+    current = stats.roles(live=live, candidate=m.candidate, canary_percent=m.canary_percent, shadows=m.shadow)
+    for v in stats.catalog(settings, current):
+        role = ", ".join(v["roles"]) or "-"
+        typer.echo(f"{v['id']}  [{role}]")
+        typer.echo(f"  features: {', '.join(v['features'])}")
+        typer.echo(f"  classes:  {', '.join(v['classes'])}")
+        typer.echo(f"  train:    {_pct(v['train_accuracy'])} of {v['train_n']}   "
+                   f"test: {_pct(v['test_accuracy'])} of {v['test_n']}")
+        typer.echo(f"  data:     {v['data_source']}   created {v['created_at']}")
+        if v["status"] != "ok":
+            typer.echo(f"  {v['status']}")
+    engine.dispose()
+
+
+def _switch(config: Path | None, target: str | None, actor: str | None) -> None:
+    from decider.registry import deploy
+
+    settings = _settings(config)
+    engine = _engine(settings)
+    try:
+        old, new = deploy.switch(engine, settings, target=target, actor=actor or deploy.default_actor())
+    except DeciderError as exc:
+        raise _fail(f"{exc.message}; the live model is unchanged") from None
+    finally:
+        engine.dispose()
+    typer.echo(f"live: {old} -> {new} (running servers follow within "
+               f"{settings.server.reload_seconds:g} s)", err=True)
+    typer.echo(new)
+
+
+@app.command()
+def promote(name: str, config: ConfigOpt = None, actor: ActorOpt = None) -> None:
+    """Make NAME the live model, after checking its features, sha256 and types."""
+    _switch(config, name, actor)
+
+
+@app.command()
+def rollback(config: ConfigOpt = None, actor: ActorOpt = None) -> None:
+    """Return to the version that was live before the current one."""
+    _switch(config, None, actor)
+
+
+@app.command("history")
+def show_history(config: ConfigOpt = None, limit: int = 20) -> None:
+    """The most recent switches: when, to which version, from which, by whom."""
+    from decider.registry import deploy
+
+    settings = _settings(config)
+    engine = _engine(settings)
+    with engine.connect() as conn:
+        for s in deploy.history(conn, limit):
+            typer.echo(f"{s['at']:%Y-%m-%d %H:%M:%S}  {s['model_id']:<20} from {s['previous'] or '-':<20} "
+                       f"by {s['actor']}")
+    engine.dispose()
