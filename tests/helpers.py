@@ -29,12 +29,12 @@ PASSWORD = "correct horse battery"
 
 
 def write_config(tmp: Path, db_url: str, *, level: str = "partial", automation: str = "", models: str = "",
-                 extra: str = "") -> Path:
-    """A config.toml in `tmp` that serves the bundled models from the repo."""
+                 extra: str = "", models_dir: Path = MODELS, live: str = "iris-v1") -> Path:
+    """A config.toml in `tmp` that serves the bundled models from the repo (or from `models_dir`)."""
     path = tmp / "config.toml"
     path.write_text(
         f'[database]\nurl = "{db_url}"\n\n'
-        f'[models]\ndir = "{MODELS}"\nlive = "iris-v1"\n{models}\n\n'
+        f'[models]\ndir = "{models_dir}"\nlive = "{live}"\n{models}\n\n'
         f'[automation]\nlevel = "{level}"\nthreshold = 0.9\n{automation}\n\n{extra}\n'
     )
     return path
@@ -69,14 +69,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(config: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Iterator[str]:
-    """`decider serve` as a real process on a free port (`args` added, e.g. `--workers 2`); yields its base URL.
-    The process's output goes to `server-PORT.log` beside the config file."""
+def server(config: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`decider serve` as a real process on a free port; yields its base URL."""
     port = free_port()
     log = config.parent / f"server-{port}.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "decider", "serve", "--config", str(config), "--port", str(port), *args],
+            [sys.executable, "-m", "decider", "serve", "--config", str(config), "--port", str(port)],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )
     base = f"http://127.0.0.1:{port}"
@@ -113,3 +112,21 @@ def seed_credentials(settings: Settings) -> str:
         session.commit()
     engine.dispose()
     return key
+
+
+def model_versions(tmp: Path) -> Path:
+    """A models folder: iris-v1 (the committed one); iris-v2 and iris-v4 (same features, other splits and
+    fits); iris-v3 (other features, so it cannot replace the others)."""
+    import shutil
+
+    from decider.registry.training import Dataset, iris_dataset, train
+
+    out = tmp / "models"
+    out.mkdir(exist_ok=True)
+    for suffix in (".skops", ".json"):
+        shutil.copy(MODELS / f"iris-v1{suffix}", out / f"iris-v1{suffix}")
+    iris = iris_dataset()
+    for version, columns, seed in ((2, [0, 3], 7), (3, [2, 3], 0), (4, [0, 3], 11)):
+        data = Dataset(iris.X[:, columns], iris.y, [iris.feature_names[i] for i in columns], iris.source)
+        train(data, name="iris", version=version, out_dir=out, n_features=len(columns), seed=seed)
+    return out

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +12,7 @@ from sqlmodel import Session
 
 from decider.config import ConfigError, Settings, load_settings
 from decider.errors import DeciderError
+from decider.registry.cli import app as models_app
 
 app = typer.Typer(help="Put a trained scikit-learn model to work on real decisions, safely.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -22,6 +22,7 @@ users_app = typer.Typer(help="Logins for reviewers and admins.", no_args_is_help
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
+app.add_typer(models_app, name="models")
 
 ConfigOpt = Annotated[
     Path | None,
@@ -78,10 +79,6 @@ def serve(
         typer.echo(f"  Login for the review pages:   admin / {password}")
     typer.echo(f"decider: serving {settings.models.live} at http://{host}:{port} (API docs at /docs)")
     os.environ["DECIDER_CONFIG"] = str(settings.config_path)
-    if workers > 1:  # each worker writes its counters to files that /metrics sums
-        from decider.monitoring.metrics import prepare_multiprocess_dir
-
-        prepare_multiprocess_dir()
     uvicorn.run("decider.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 access_log=settings.server.access_log, log_level="info")
 
@@ -89,7 +86,8 @@ def serve(
 @app.command()
 def train(
     config: ConfigOpt = None,
-    name: Annotated[str, typer.Option(help="Model name; the version number is added")] = "iris",
+    name: Annotated[str | None, typer.Option(
+        help="Model name; the version number is added (default: iris, or the CSV file's name)")] = None,
     csv: Annotated[Path | None, typer.Option(help="Train on this CSV instead of the bundled iris data")] = None,
     target: Annotated[str | None, typer.Option(help="The CSV's label column")] = None,
     features: Annotated[int, typer.Option(help="How many features to select")] = 2,
@@ -107,6 +105,7 @@ def train(
     except (OSError, ValueError) as exc:
         raise fail(str(exc)) from None
     out = settings.models_dir
+    name = name or (csv.stem if csv else "iris")
     artifact = train_model(data, name=name, version=version or next_version(out, name), out_dir=out,
                            n_features=features)
     from decider.registry.cards import card_path, read_card
@@ -115,45 +114,6 @@ def train(
     typer.echo(f"trained {card['id']}: features {card['features']}, test accuracy {card['test']['accuracy']:.3f}",
                err=True)
     typer.echo(card["id"])
-
-
-@app.command()
-def simulate(
-    config: ConfigOpt = None,
-    since: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Only cases from DATE (UTC)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON")] = False,
-) -> None:
-    """Replay stored, scored cases under the config's policy and print what it would have done (no writes)."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from decider.automation.simulate import run
-
-    try:
-        typer.echo(run(settings_or_exit(config), since=since.date() if since else None, as_json=as_json))
-    except SQLAlchemyError as exc:
-        raise fail(f"could not read the cases: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
-
-
-@app.command()
-def report(
-    config: ConfigOpt = None,
-    since: Annotated[datetime | None, typer.Option(help="Cases created from DATE (UTC; default: 7 days ago)")] = None,
-    until: Annotated[datetime | None, typer.Option(help="Cases created before DATE (UTC; default: now)")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="HTML file to write")] = None,
-) -> None:
-    """Write the monitoring figures as one self-contained HTML file (charts inlined), to mail or archive."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from decider.monitoring.report import write_report
-
-    settings = settings_or_exit(config)
-    out = out or Path(f"decider-report-{(since or datetime.now()).date()}.html")
-    try:
-        fig = write_report(settings=settings, since=since, until=until, out=out)
-    except (DeciderError, OSError, SQLAlchemyError) as exc:
-        raise fail(getattr(exc, "message", None) or f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
-    typer.echo(f"{fig['window']['cases']} cases, {len(fig['flags'])} figures past their threshold", err=True)
-    typer.echo(str(out))
 
 
 @db_app.command("upgrade")
