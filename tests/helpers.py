@@ -69,13 +69,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(config: Path, env: dict[str, str] | None = None) -> Iterator[str]:
-    """`decider serve` as a real process on a free port; yields its base URL."""
+def server(config: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Iterator[str]:
+    """`decider serve` as a real process on a free port (`args` added, e.g. `--workers 2`); yields its base URL.
+    The process's output goes to `server-PORT.log` beside the config file."""
     port = free_port()
     log = config.parent / f"server-{port}.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "decider", "serve", "--config", str(config), "--port", str(port)],
+            [sys.executable, "-m", "decider", "serve", "--config", str(config), "--port", str(port), *args],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )
     base = f"http://127.0.0.1:{port}"

@@ -15,11 +15,19 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from decider import __version__
 from decider.auth.service import shared_secret
+from decider.automation import reload as config_reload
+from decider.automation.views import api_router as policy_api_router
+from decider.automation.views import page_router as policy_page_router
 from decider.cases.api import router as cases_router
 from decider.config import Settings
 from decider.db import make_engine
 from decider.deps import RuntimeDep
 from decider.http import BodyLimit, install_error_handlers
+from decider.monitoring.metrics import MetricsMiddleware
+from decider.monitoring.metrics import router as metrics_router
+from decider.monitoring.outcomes import router as outcomes_router
+from decider.monitoring.views import api_router as monitoring_api_router
+from decider.monitoring.views import page_router as monitoring_page_router
 from decider.registry import deploy
 from decider.registry.api import router as models_api_router
 from decider.registry.views import router as models_page_router
@@ -44,8 +52,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Model switches and shadow models; shadows score what ingest has committed.
         deployments = deploy.Background(runtime, getattr(app.state, "ingestor", None)).start()
+        watcher = config_reload.start(runtime)  # each worker process follows config.toml edits
         yield
         deployments.stop()
+        watcher.cancel()
         runtime.engine.dispose()
 
     app = FastAPI(
@@ -59,12 +69,19 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.add_middleware(SessionMiddleware, secret_key=secret, session_cookie="decider_session",
                        max_age=12 * 3600, same_site="lax", https_only=False)
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
+    app.add_middleware(MetricsMiddleware)  # outermost: times everything, labels by route template
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(cases_router)
     app.include_router(review_api_router)
     app.include_router(pages_router)
     app.include_router(review_router)
+    app.include_router(outcomes_router)
+    app.include_router(monitoring_api_router)
+    app.include_router(monitoring_page_router)
+    app.include_router(metrics_router)
+    app.include_router(policy_api_router)
+    app.include_router(policy_page_router)
     app.include_router(models_api_router)
     app.include_router(models_page_router)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -79,6 +80,10 @@ def serve(
         typer.echo(f"  Login for the review pages:   admin / {password}")
     typer.echo(f"decider: serving {settings.models.live} at http://{host}:{port} (API docs at /docs)")
     os.environ["DECIDER_CONFIG"] = str(settings.config_path)
+    if workers > 1:  # each worker writes its counters to files that /metrics sums
+        from decider.monitoring.metrics import prepare_multiprocess_dir
+
+        prepare_multiprocess_dir()
     uvicorn.run("decider.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 access_log=settings.server.access_log, log_level="info")
 
@@ -114,6 +119,45 @@ def train(
     typer.echo(f"trained {card['id']}: features {card['features']}, test accuracy {card['test']['accuracy']:.3f}",
                err=True)
     typer.echo(card["id"])
+
+
+@app.command()
+def simulate(
+    config: ConfigOpt = None,
+    since: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Only cases from DATE (UTC)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON")] = False,
+) -> None:
+    """Replay stored, scored cases under the config's policy and print what it would have done (no writes)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from decider.automation.simulate import run
+
+    try:
+        typer.echo(run(settings_or_exit(config), since=since.date() if since else None, as_json=as_json))
+    except SQLAlchemyError as exc:
+        raise fail(f"could not read the cases: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
+
+
+@app.command()
+def report(
+    config: ConfigOpt = None,
+    since: Annotated[datetime | None, typer.Option(help="Cases created from DATE (UTC; default: 7 days ago)")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Cases created before DATE (UTC; default: now)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="HTML file to write")] = None,
+) -> None:
+    """Write the monitoring figures as one self-contained HTML file (charts inlined), to mail or archive."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from decider.monitoring.report import write_report
+
+    settings = settings_or_exit(config)
+    out = out or Path(f"decider-report-{(since or datetime.now()).date()}.html")
+    try:
+        fig = write_report(settings=settings, since=since, until=until, out=out)
+    except (DeciderError, OSError, SQLAlchemyError) as exc:
+        raise fail(getattr(exc, "message", None) or f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
+    typer.echo(f"{fig['window']['cases']} cases, {len(fig['flags'])} figures past their threshold", err=True)
+    typer.echo(str(out))
 
 
 @db_app.command("upgrade")
