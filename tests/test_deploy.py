@@ -1,0 +1,248 @@
+"""Blue/green switches: promote and roll back under a running server, refusals, the history, the canary."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from itertools import groupby
+from pathlib import Path
+
+import httpx
+import pytest
+import skops.io as sio
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sqlalchemy import select
+
+from decider.cases.tables import Case
+from decider.config import load_settings
+from decider.db import make_engine, upgrade
+from decider.registry import deploy
+from decider.registry.cards import card_path
+from decider.registry.training import iris_dataset
+from decider.runtime import Runtime
+from helpers import SETOSA, api, model_versions, seed_credentials, server, write_config
+
+FAST = "[server]\nreload_seconds = 0.3\n"
+AMBIGUOUS_ISH = {"sepal length (cm)": 6.1, "petal width (cm)": 1.5}
+
+
+def decider(config: Path, *args: str, user: str = "carol") -> subprocess.CompletedProcess[str]:
+    """The `decider` command as an operator runs it."""
+    return subprocess.run([sys.executable, "-m", "decider", *args, "--config", str(config)],
+                          capture_output=True, text=True, env={**os.environ, "USER": user}, timeout=60)
+
+
+def wait_for(predicate, timeout: float = 20.0, step: float = 0.05):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(step)
+    raise AssertionError("condition not met before the deadline")
+
+
+class Submitter(threading.Thread):
+    """A client submitting cases one after another, noting when each started and ended."""
+
+    def __init__(self, base: str, key: str, name: str) -> None:
+        super().__init__(daemon=True)
+        self.base, self.headers, self.name = base, {"Authorization": f"Bearer {key}"}, name
+        self.done: list[dict] = []
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.base, timeout=10) as client:
+            i = 0
+            while not self.stop.is_set():
+                i += 1
+                started = time.monotonic()
+                try:
+                    r = client.post("/api/v1/cases", headers=self.headers,
+                                    json={"features": SETOSA if i % 2 else AMBIGUOUS_ISH, "key": f"{self.name}-{i}"})
+                except httpx.HTTPError as exc:
+                    self.errors.append(repr(exc))
+                    continue
+                if r.status_code != 201:
+                    self.errors.append(f"{r.status_code} {r.text}")
+                    continue
+                body = r.json()
+                self.done.append({"id": body["id"], "version": body["model_version"], "started": started,
+                                  "ended": time.monotonic()})
+
+
+def first_seen(clients: list[Submitter], version: str, after: float) -> float:
+    ends = [c["ended"] for s in clients for c in s.done if c["version"] == version and c["started"] > after]
+    return min(ends) if ends else 0.0
+
+
+def test_promote_and_rollback_under_a_running_server(tmp_path, db_url):
+    config = write_config(tmp_path, db_url, models_dir=model_versions(tmp_path), extra=FAST)
+    key = seed_credentials(load_settings(config))
+    with server(config) as base:
+        clients = [Submitter(base, key, f"c{n}") for n in range(2)]
+        for c in clients:
+            c.start()
+        wait_for(lambda: sum(len(c.done) for c in clients) >= 30)
+
+        promote_started = time.monotonic()
+        result = decider(config, "models", "promote", "iris-v2")
+        promoted = time.monotonic()
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "iris-v2" and "iris-v1 -> iris-v2" in result.stderr
+        seen_v2 = wait_for(lambda: first_seen(clients, "iris-v2", promoted))
+        wait_for(lambda: sum(c["started"] > seen_v2 for s in clients for c in s.done) >= 30)
+
+        rollback_started = time.monotonic()
+        result = decider(config, "models", "rollback", user="dave")
+        rolled_back = time.monotonic()
+        assert result.returncode == 0, result.stderr
+        seen_v1 = wait_for(lambda: first_seen(clients, "iris-v1", rolled_back))
+        wait_for(lambda: sum(c["started"] > seen_v1 for s in clients for c in s.done) >= 30)
+        for c in clients:
+            c.stop.set()
+            c.join(15)
+        print(f"\nswitch latency: promote {1000 * (seen_v2 - promoted):.0f} ms, "
+              f"rollback {1000 * (seen_v1 - rolled_back):.0f} ms")
+
+    assert [e for c in clients for e in c.errors] == []
+    done = sorted((c for s in clients for c in s.done), key=lambda c: c["id"])
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        stored = dict(conn.execute(select(Case.id, Case.model_version)).all())
+        history = deploy.history(conn)
+    engine.dispose()
+    # No lost case: every acknowledged case is stored, with the version its answer named.
+    assert {c["id"]: c["version"] for c in done} == stored
+    # In the order cases were stored, the versions run v1, then v2, then v1: no case went back and forth.
+    assert [v for v, _ in groupby(c["version"] for c in done)] == ["iris-v1", "iris-v2", "iris-v1"]
+    for c in done:
+        if c["ended"] < promote_started or c["started"] > seen_v1:
+            assert c["version"] == "iris-v1", c
+        elif seen_v2 < c["started"] and c["ended"] < rollback_started:
+            assert c["version"] == "iris-v2", c
+    assert [(h["model_id"], h["previous"], h["actor"]) for h in history] == [
+        ("iris-v1", "iris-v2", "dave"), ("iris-v2", "iris-v1", "carol"), ("iris-v1", None, "config")]
+
+
+def tamper(models: Path, model_id: str) -> None:
+    artifact = models / f"{model_id}.skops"
+    artifact.write_bytes(artifact.read_bytes() + b"\0")
+
+
+def untrusted_version(models: Path) -> None:
+    """A version whose card matches its file, but whose file holds a type decider does not trust."""
+    iris = iris_dataset()
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(iris.X[:, [0, 3]], iris.y)
+    sio.dump(model, models / "iris-v9.skops")
+    card = json.loads((models / "iris-v2.json").read_text())
+    import hashlib
+
+    card |= {"id": "iris-v9", "version": 9, "artifact": "iris-v9.skops",
+             "sha256": hashlib.sha256((models / "iris-v9.skops").read_bytes()).hexdigest()}
+    card_path(models / "iris-v9.skops").write_text(json.dumps(card))
+
+
+def test_refused_switches_leave_the_old_model_serving(tmp_path, sqlite_url):
+    models = model_versions(tmp_path)
+    untrusted_version(models)
+    config = write_config(tmp_path, sqlite_url, models_dir=models, extra=FAST)
+    key = seed_credentials(load_settings(config))
+    headers = {"Authorization": f"Bearer {key}"}
+    tamper(models, "iris-v2")
+    for target, reason in (("iris-v2", "does not match its card"), ("iris-v3", "clients send"),
+                           ("iris-v9", "does not trust"), ("iris-v1", "already live"),
+                           ("nope-v1", "no artifact and card")):
+        result = decider(config, "models", "promote", target)
+        assert result.returncode == 2 and reason in result.stderr, (target, result.stderr)
+        assert "the live model is unchanged" in result.stderr
+    assert "nothing to roll back to" in decider(config, "models", "rollback").stderr
+
+    with server(config) as base:
+        assert httpx.post(base + "/api/v1/cases", json={"features": SETOSA}, headers=headers
+                          ).json()["model_version"] == "iris-v1"
+        # The same refusal when the switch comes from a config edit the running server picks up.
+        config.write_text(config.read_text().replace('live = "iris-v1"', 'live = "iris-v2"'))
+        ready = wait_for(lambda: (r := httpx.get(base + "/readyz")).status_code == 503 and r.json())
+        assert "does not match its card" in ready["problems"]["models"]
+        assert "still serving 'iris-v1'" in ready["problems"]["models"]
+        for _ in range(5):
+            r = httpx.post(base + "/api/v1/cases", json={"features": SETOSA}, headers=headers)
+            assert r.status_code == 201 and r.json()["model_version"] == "iris-v1"
+        # Putting the config back clears the problem.
+        config.write_text(config.read_text().replace('live = "iris-v2"', 'live = "iris-v1"'))
+        wait_for(lambda: httpx.get(base + "/readyz").status_code == 200)
+    engine = make_engine(sqlite_url)
+    with engine.connect() as conn:
+        assert [h["model_id"] for h in deploy.history(conn)] == ["iris-v1"]  # no refused switch recorded
+    engine.dispose()
+
+
+def test_config_edits_are_switches_and_promote_outlives_a_restart(tmp_path, sqlite_url):
+    models = model_versions(tmp_path)
+    config = write_config(tmp_path, sqlite_url, models_dir=models)
+    upgrade(sqlite_url)
+    settings = load_settings(config)
+    runtime = Runtime.start(settings, make_engine(sqlite_url))
+    assert deploy.refresh(runtime) is False and runtime.deployment.live.id == "iris-v1"
+
+    deploy.switch(runtime.engine, settings, target="iris-v2", actor="erin")
+    deploy.poll(runtime)
+    assert runtime.deployment.live.id == "iris-v2"
+    # A process started later with the same, unedited config follows the history, not the file.
+    later = Runtime.start(settings, make_engine(sqlite_url))
+    deploy.poll(later)
+    assert later.deployment.live.id == "iris-v2"
+    # Editing the config to v4 is a switch of its own, recorded once however many servers see it.
+    edited = load_settings(write_config(tmp_path, sqlite_url, models_dir=models, live="iris-v4"))
+    assert deploy.refresh(runtime, edited) is True and runtime.deployment.live.id == "iris-v4"
+    assert deploy.refresh(later, edited) is True and later.deployment.live.id == "iris-v4"
+    with runtime.engine.connect() as conn:
+        rows = [(h["model_id"], h["previous"], h["actor"]) for h in deploy.history(conn)]
+    assert rows == [("iris-v4", "iris-v2", "config"), ("iris-v2", "iris-v1", "erin"), ("iris-v1", None, "config")]
+    # Rollback returns to what was live before the config edit.
+    assert deploy.switch(runtime.engine, edited, target=None, actor="erin") == ("iris-v4", "iris-v2")
+    for engine in (runtime.engine, later.engine):
+        engine.dispose()
+
+
+def canary_roles(client, headers, keys: list[str]) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    roles = {}
+    for k in keys:
+        r = client.post("/api/v1/cases", json={"features": SETOSA, "key": k}, headers=headers)
+        body = r.json()
+        roles[k] = "candidate" if body["model_version"] == "iris-v2" else "live"
+    return roles
+
+
+@pytest.mark.parametrize("percent", [10, 30])
+def test_canary_share_holds_and_is_sticky(tmp_path, sqlite_url, percent):
+    models = model_versions(tmp_path)
+    keys = [f"order-{i}" for i in range(1000)]
+    canary = f'candidate = "iris-v2"\ncanary_percent = {percent}'
+    first_dir, second_dir = tmp_path / "a", tmp_path / "b"
+    first_dir.mkdir()
+    second_dir.mkdir()
+    with api(load_settings(write_config(first_dir, f"sqlite:///{first_dir}/d.db", models_dir=models,
+                                        models=canary))) as (client, h):
+        roles = canary_roles(client, h, keys)
+        with client.app.state.runtime.engine.connect() as conn:
+            stored = dict(conn.execute(select(Case.key, Case.model_role)).all())
+        # Sent again, the same key is the same stored case, on the same model.
+        again = canary_roles(client, h, keys[:50])
+    share = sum(r == "candidate" for r in roles.values()) / len(keys)
+    print(f"\ncanary {percent}%: {100 * share:.1f}% of {len(keys)} cases went to the candidate")
+    assert abs(share - percent / 100) < 0.04  # 3 standard deviations at n=1000 is under 4 points
+    assert stored == roles and again == {k: roles[k] for k in keys[:50]}
+    # Another server, another database, a larger share: every case that went to the candidate still does.
+    wider = f'candidate = "iris-v2"\ncanary_percent = {percent + 20}'
+    with api(load_settings(write_config(second_dir, f"sqlite:///{second_dir}/d.db", models_dir=models,
+                                        models=wider))) as (client, h):
+        roles_wider = canary_roles(client, h, keys[:300])
+    assert all(roles_wider[k] == "candidate" for k in keys[:300] if roles[k] == "candidate")
