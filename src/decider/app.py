@@ -11,7 +11,6 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlmodel import Session
-from starlette.middleware.sessions import SessionMiddleware
 
 from decider import __version__
 from decider.auth.service import shared_secret
@@ -19,10 +18,11 @@ from decider.automation import reload as config_reload
 from decider.automation.views import api_router as policy_api_router
 from decider.automation.views import page_router as policy_page_router
 from decider.cases.api import router as cases_router
+from decider.cases.ingest import Ingestor
 from decider.config import Settings
 from decider.db import make_engine
 from decider.deps import RuntimeDep
-from decider.http import BodyLimit, install_error_handlers
+from decider.http import BodyLimit, PageSessions, install_error_handlers
 from decider.monitoring.metrics import MetricsMiddleware
 from decider.monitoring.metrics import router as metrics_router
 from decider.monitoring.outcomes import router as outcomes_router
@@ -56,6 +56,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         yield
         deployments.stop()
         watcher.cancel()
+        await app.state.ingestor.close()
         runtime.engine.dispose()
 
     app = FastAPI(
@@ -66,8 +67,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
-    app.add_middleware(SessionMiddleware, secret_key=secret, session_cookie="decider_session",
+    app.state.ingestor = Ingestor(runtime)
+    app.add_middleware(PageSessions, secret_key=secret, session_cookie="decider_session",
                        max_age=12 * 3600, same_site="lax", https_only=False)
+    # Our own limit rather than FastAPI's max_body_size: its 413 is plain text that names no field.
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(MetricsMiddleware)  # outermost: times everything, labels by route template
     install_error_handlers(app)
@@ -110,8 +113,20 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     return app
 
 
+def configure_logging() -> None:
+    """decider's own log lines (reloads, refused models, failed batches) to stderr, at INFO."""
+    logger = logging.getLogger("decider")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def app_from_env() -> FastAPI:
     """The factory uvicorn calls in each worker: settings from $DECIDER_CONFIG and the environment."""
     from decider.config import load_settings
 
+    configure_logging()
     return create_app(load_settings())

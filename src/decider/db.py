@@ -77,7 +77,8 @@ def make_engine(url: str) -> Engine:
 def alembic_config(url: str):  # type: ignore[no-untyped-def]
     from alembic.config import Config
 
-    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
+    # quiet: alembic.ini's logging setup would replace the handlers of the process that calls us.
+    cfg = Config(str(PROJECT_ROOT / "alembic.ini"), attributes={"quiet": True})
     cfg.set_main_option("script_location", str(PROJECT_ROOT / "alembic"))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg

@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import Literal
 
 
@@ -46,7 +47,7 @@ class Policy:
         data["class_thresholds"] = dict(sorted(self.class_thresholds.items()))
         return data
 
-    @property
+    @cached_property
     def version(self) -> str:
         """A short id from the content, so the same policy always has the same version."""
         blob = json.dumps(self.as_dict(), sort_keys=True).encode()
@@ -62,7 +63,6 @@ class Policy:
             audit_rate=float(data.get("audit_rate", 0.0)),  # type: ignore[arg-type]
             rollout_percent=float(data.get("rollout_percent", 100.0)),  # type: ignore[arg-type]
         )
-
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
-from sqlalchemy.exc import IntegrityError
 
 from decider.cases import service
 from decider.cases.schemas import CaseIn, CaseOut, CasePage, ErrorOut
-from decider.deps import ClientDep, RuntimeDep
-from decider.errors import InvalidInput
+from decider.deps import ClientDep, IngestorDep, RuntimeDep
 from decider.monitoring.metrics import record_case
 
 ERRORS = {
@@ -24,25 +22,19 @@ router = APIRouter(prefix="/api/v1/cases", tags=["cases"], responses=ERRORS)
 
 @router.post("", status_code=201, response_model=CaseOut,
              responses={200: {"model": CaseOut, "description": "A case with this key already existed"}})
-async def submit_case(body: CaseIn, runtime: RuntimeDep, client: ClientDep, response: Response) -> dict:
+async def submit_case(body: CaseIn, runtime: RuntimeDep, client: ClientDep, ingestor: IngestorDep,
+                      response: Response) -> dict:
     """Score a case and route it: decided by the model, or queued for a person.
 
-    Runs on the event loop on purpose: writes are serialised in the process, which keeps SQLite's single
-    writer free of lock contention (see bench/).
+    The answer comes after the case is committed; concurrent submissions share one transaction
+    (see cases/ingest.py).
     """
-    try:
-        with runtime.engine.begin() as conn:
-            row, created = service.submit(runtime=runtime, conn=conn, client=client,
-                                          features=body.features, key=body.key)
-    except IntegrityError:  # the same key submitted twice at once: the other one won
-        with runtime.engine.connect() as conn:
-            row, created = service.existing(conn, client, body.key or ""), False
+    service.check_features(runtime.deployment.features, body.features)
+    row, created = await ingestor.submit(service.Submission(client, body.features, body.key))
     if created:
         record_case(row)
     else:
         response.status_code = 200
-    if row is None:
-        raise InvalidInput("key: conflicting submission, retry", field="key")
     return service.public(row)
 
 

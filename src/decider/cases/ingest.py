@@ -24,22 +24,25 @@ class Ingestor:
     def __init__(self, runtime: Runtime, max_batch: int = 256) -> None:
         self.runtime = runtime
         self.max_batch = max_batch
-        self.queue: asyncio.Queue[tuple[Submission, asyncio.Future[Result]]] = asyncio.Queue()
+        self.queue: asyncio.Queue[tuple[Submission, asyncio.Future[Result]]] | None = None
         self._task: asyncio.Task[None] | None = None
         self.after_commit: list[Any] = []  # callables(rows) run after each committed batch, off the hot path
 
     async def submit(self, sub: Submission) -> Result:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="decider-ingest")
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        if self.queue is None or self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            # Started on first use, in the loop that serves requests (a test client may bring a new one).
+            self.queue = asyncio.Queue()
+            self._task = loop.create_task(self._run(self.queue), name="decider-ingest")
+        future: asyncio.Future[Result] = loop.create_future()
         self.queue.put_nowait((sub, future))
         return await future
 
-    async def _run(self) -> None:
+    async def _run(self, queue: asyncio.Queue[tuple[Submission, asyncio.Future[Result]]]) -> None:
         while True:
-            batch = [await self.queue.get()]
-            while len(batch) < self.max_batch and not self.queue.empty():
-                batch.append(self.queue.get_nowait())
+            batch = [await queue.get()]
+            while len(batch) < self.max_batch and not queue.empty():
+                batch.append(queue.get_nowait())
             try:
                 results = await asyncio.to_thread(self._write, [sub for sub, _ in batch])
             except Exception as exc:  # every waiting request must hear about it, not hang
