@@ -90,9 +90,9 @@ def test_two_reviewers_at_once_never_get_the_same_case(tmp_path, browser):
     with workbench(tmp_path) as (base, ids):
         alice, bob = reviewer(browser, base, "alice"), reviewer(browser, base, "bob")
         seen: dict[str, list[int]] = {"alice": [], "bob": []}
+        active, last = {"alice": alice, "bob": bob}, {"alice": alice.url, "bob": bob.url}  # both on /review
         for page in (alice, bob):  # both press Next case without waiting for the other
             page.click("#next-case", no_wait_after=True)
-        active, last = {"alice": alice, "bob": bob}, {"alice": alice.url, "bob": bob.url}
         while active:  # each decides what they were given and is sent on, both at once, until none is left
             for name, page in list(active.items()):
                 page.wait_for_url(lambda url, prev=last[name]: url != prev)
