@@ -109,8 +109,19 @@ def test_too_few_live_values_are_never_flagged():
     feature_stats = CARD["feature_stats"]["sepal length (cm)"]
     few = feature_drift("sepal length (cm)", [9.0] * 29, feature_stats)
     assert few["too_few"] and not few["flag"] and few["psi"] > 0.2
-    enough = feature_drift("sepal length (cm)", [9.0] * 30, feature_stats)
-    assert enough["flag"] and enough["psi_flag"] and enough["ks_flag"] and enough["out_of_range_flag"]
+    some = feature_drift("sepal length (cm)", [9.0] * 30, feature_stats)
+    assert some["flag"] and some["ks_flag"] and some["out_of_range_flag"]
+    assert some["too_few_for_psi"] and not some["psi_flag"]  # PSI is judged from 200 values
+    many = feature_drift("sepal length (cm)", [9.0] * 200, feature_stats)
+    assert many["psi_flag"] and not many["too_few_for_psi"]
+
+
+def test_steady_samples_below_200_would_trip_psi_so_it_waits():
+    """Why PSI waits for 200 values: 50 values drawn from the training data itself already pass 0.2."""
+    rng = np.random.default_rng(1)
+    feature_stats = CARD["feature_stats"]["sepal length (cm)"]
+    small = feature_drift("sepal length (cm)", rng.choice(feature_stats["sample"], 50), feature_stats)
+    assert small["psi"] > 0.2 and not small["psi_flag"] and not small["flag"]
 
 
 def test_empty_live_bins_use_epsilon():

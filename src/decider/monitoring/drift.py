@@ -27,14 +27,21 @@ EPSILON = 1e-4
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Past these a figure is flagged. Below `min_n` live values nothing is flagged: too few to say."""
+    """Past these a figure is flagged. Below `min_n` live values nothing is flagged: too few to say.
+
+    PSI needs far more values than KS: drawn from the training data itself, 30 values give a PSI above 0.2
+    every time and 100 values a third of the time (empty bins and sampling noise, about (bins - 1) / n);
+    from 200 values about 1% of the time. So PSI is flagged only from `psi_min_n` values.
+    """
 
     psi: float = 0.2  # > 0.2: a significant shift; 0.1-0.2 is worth watching
     psi_watch: float = 0.1
+    psi_min_n: int = 200
     ks_pvalue: float = 0.01  # p < 0.01: the live and training samples differ
     out_of_range: float = 0.05  # > 5% of live values outside the training [min, max]
     min_n: int = 30
     class_psi: float = 0.2  # predicted classes against the training class distribution
+    class_min_n: int = 100  # with three classes, PSI noise is about 2 / n
     accuracy_drop: float = 0.1  # a quality figure more than 0.1 under the card's test accuracy
 
 
@@ -94,13 +101,14 @@ def feature_drift(name: str, values: Sequence[float], stats: Mapping[str, Any],
         if stats.get("sample"):
             ks = sps.ks_2samp(live, np.asarray(stats["sample"], dtype=float))
             out["ks_statistic"], out["ks_pvalue"] = float(ks.statistic), float(ks.pvalue)
-    enough = len(live) >= thresholds.min_n
-    out["psi_flag"] = enough and out["psi"] is not None and out["psi"] > thresholds.psi
-    out["psi_watch"] = enough and out["psi"] is not None and out["psi"] > thresholds.psi_watch
+    enough, enough_psi = len(live) >= thresholds.min_n, len(live) >= thresholds.psi_min_n
+    out["psi_flag"] = enough_psi and out["psi"] is not None and out["psi"] > thresholds.psi
+    out["psi_watch"] = enough_psi and out["psi"] is not None and out["psi"] > thresholds.psi_watch
     out["ks_flag"] = enough and out["ks_pvalue"] is not None and out["ks_pvalue"] < thresholds.ks_pvalue
     out["out_of_range_flag"] = (enough and out["out_of_range_share"] is not None
                                 and out["out_of_range_share"] > thresholds.out_of_range)
     out["too_few"] = not enough
+    out["too_few_for_psi"] = not enough_psi
     out["flag"] = out["psi_flag"] or out["ks_flag"] or out["out_of_range_flag"]
     return out
 
@@ -130,5 +138,5 @@ def class_drift(counts: Mapping[str, int], train: Mapping[str, float],
         "classes": [{"label": c, "count": int(counts.get(c, 0)), "live_share": float(live[i]),
                      "train_share": float(expected[i])} for i, c in enumerate(labels)],
         "psi": value,
-        "flag": bool(total >= thresholds.min_n and value is not None and value > thresholds.class_psi),
+        "flag": bool(total >= thresholds.class_min_n and value is not None and value > thresholds.class_psi),
     }
