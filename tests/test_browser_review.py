@@ -115,6 +115,10 @@ def test_pages_fit_laptop_and_tablet_widths(tmp_path, browser, viewport):
             page.goto(base + path)
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 0, f"{path} is {overflow}px wider than a {viewport['width']}px screen"
+        for part in ("#features", "#suggestion", "#decide-form", "#history"):  # nothing spills out of its card
+            spill = page.evaluate(f"""(() => {{ const e = document.querySelector('{part}');
+                return e.getBoundingClientRect().right - e.closest('.card').getBoundingClientRect().right; }})()""")
+            assert spill <= 0, f"{part} sticks {spill}px out of its card at {viewport['width']}px"
         buttons = page.locator("#decide-form button")
         assert buttons.count() == 3 and all(buttons.nth(i).is_visible() for i in range(3))
         page.keyboard.press("Tab")  # keyboard focus lands on something visible
