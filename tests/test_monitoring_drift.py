@@ -1,7 +1,7 @@
 """Drift of inputs: a stream drawn from the training distribution, then shifted, through the real API.
 
 PSI and KS are recomputed here straight from numpy and scipy, from the card's statistics, following the
-definition documented in decider/monitoring/drift.py and docs/readme/monitoring.md.
+definition documented in decider/monitoring/drift.py and README.md (Monitoring).
 """
 
 from __future__ import annotations
