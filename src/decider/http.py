@@ -1,4 +1,4 @@
-"""HTTP plumbing: error answers and the request body limit."""
+"""HTTP plumbing: error answers (JSON on /api, a page elsewhere), the body limit, page-only sessions."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -27,10 +27,15 @@ def validation_message(err: dict) -> tuple[str, str]:
     return field, f"{field}: {err.get('msg')}"
 
 
+def for_people(request: Request) -> bool:
+    """Pages answer errors with a page; the API, health and metrics with JSON."""
+    return not request.url.path.startswith(("/api/", "/healthz", "/readyz", "/metrics", "/docs", "/openapi"))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DeciderError)
-    async def _decider_error(request: Request, exc: DeciderError) -> JSONResponse:
-        if not request.url.path.startswith("/api") and exc.status_code in (401, 403):
+    async def _decider_error(request: Request, exc: DeciderError) -> Response:
+        if for_people(request):
             from decider.web.pages import error_page
 
             return error_page(request, exc.message, exc.status_code)
@@ -38,9 +43,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": exc.message, "field": exc.field}, exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         errors = exc.errors()
         field, message = validation_message(errors[0]) if errors else ("body", "invalid request")
+        if for_people(request):
+            from decider.web.pages import error_page
+
+            return error_page(request, message, 422)
         return JSONResponse({"detail": message, "field": field, "errors": [
             {"field": validation_message(e)[0], "message": validation_message(e)[1]} for e in errors
         ]}, 422)
