@@ -15,6 +15,11 @@ model = load(Path(sys.argv[2]), "iris-v1")
 app = Flask(__name__)
 
 
+@app.get("/healthz")
+def healthz():  # type: ignore[no-untyped-def]
+    return {"status": "ok"}
+
+
 @app.post("/predict")
 def predict():  # type: ignore[no-untyped-def]
     features = request.get_json()["features"]

@@ -20,11 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from helpers import AMBIGUOUS, SETOSA, free_port, write_config  # noqa: E402
+from helpers import AMBIGUOUS, SETOSA, free_port, wait_until_up, write_config  # noqa: E402
 
 LUA = """
 wrk.method = "POST"
@@ -37,18 +35,6 @@ request = function()
   return wrk.format(nil, "%s", nil, bodies[(n %% 2) + 1])
 end
 """
-
-
-def wait_up(url: str, proc: subprocess.Popen) -> None:
-    for _ in range(300):
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            if proc.poll() is not None:
-                raise SystemExit(f"server exited with {proc.returncode}") from None
-            time.sleep(0.1)
-    raise SystemExit(f"{url} did not come up")
 
 
 def run_wrk(url: str, path: str, key: str, seconds: int, connections: int, tmp: Path) -> dict[str, float]:
@@ -86,7 +72,7 @@ def bench_decider(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, float]
                              "--workers", str(args.workers)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_up(f"http://127.0.0.1:{port}/healthz", proc)
+        wait_until_up(f"http://127.0.0.1:{port}", proc)
         time.sleep(2 if args.workers > 1 else 0)  # let every worker finish starting
         result = run_wrk(f"http://127.0.0.1:{port}", "/api/v1/cases", key, args.seconds, args.connections, tmp)
     finally:
@@ -104,7 +90,7 @@ def bench_flask(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
     proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "flask_predictor.py"), str(port),
                              str(ROOT / "models")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_up(f"http://127.0.0.1:{port}/", proc)
+        wait_until_up(f"http://127.0.0.1:{port}", proc)
         return run_wrk(f"http://127.0.0.1:{port}", "/predict", "none", args.seconds, args.connections, tmp)
     finally:
         proc.terminate()

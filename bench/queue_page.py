@@ -18,15 +18,12 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, func, insert, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, insert, select, text
 from sqlmodel import Session
 
 from decider.app import create_app
@@ -35,6 +32,9 @@ from decider.cases.service import CASE
 from decider.config import load_settings
 from decider.db import make_engine, now, upgrade
 from decider.review import service
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers import postgres_database  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ["setosa", "versicolor", "virginica"]
@@ -145,20 +145,6 @@ def bench(url: str, label: str, n: int, runs: int, tmp: Path) -> None:
     engine.dispose()
 
 
-@contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    name = f"decider_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=100_000)
@@ -168,7 +154,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bench(f"sqlite:///{tmp}/bench.db", "SQLite", args.cases, args.runs, Path(tmp))
         if pg := os.environ.get("DECIDER_TEST_POSTGRES_URL"):
-            with postgres_database(pg) as url:
+            with postgres_database(pg, prefix="decider_bench") as url:
                 bench(url, "PostgreSQL", args.cases, args.runs, Path(tmp))
 
 

@@ -4,12 +4,11 @@ database too when DECIDER_TEST_POSTGRES_URL names a server (see README)."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+
+from helpers import postgres_database
 
 PG_URL = os.environ.get("DECIDER_TEST_POSTGRES_URL")
 ENGINES = ["sqlite"] + (["postgresql"] if PG_URL else [])
@@ -21,26 +20,14 @@ def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # type: 
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'decider.db'}"
         return
-    yield from fresh_postgres_database()
+    assert PG_URL
+    with postgres_database(PG_URL) as url:
+        yield url
 
 
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
     return f"sqlite:///{tmp_path / 'decider.db'}"
-
-
-def fresh_postgres_database() -> Iterator[str]:
-    assert PG_URL
-    name = f"decider_t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="session")

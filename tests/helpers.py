@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 from decider.app import create_app
@@ -81,18 +84,7 @@ def server(config: Path, env: dict[str, str] | None = None, args: tuple[str, ...
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {log.read_text()}")
-            time.sleep(0.1)
-        else:
-            raise RuntimeError(f"server did not start: {log.read_text()}")
+        wait_until_up(base, proc, log)
         yield base
     finally:
         proc.terminate()
@@ -131,3 +123,33 @@ def model_versions(tmp: Path) -> Path:
         data = Dataset(iris.X[:, columns], iris.y, [iris.feature_names[i] for i in columns], iris.source)
         train(data, name="iris", version=version, out_dir=out, n_features=len(columns), seed=seed)
     return out
+
+
+def wait_until_up(base: str, proc: subprocess.Popen, log: Path | None = None, seconds: float = 30) -> None:  # type: ignore[type-arg]
+    """Wait for /healthz to answer; fail with the server's log if it exits or never answers."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text() if log else proc.returncode}")
+        time.sleep(0.1)
+    raise RuntimeError(f"server did not start: {log.read_text() if log else ''}")
+
+
+@contextmanager
+def postgres_database(admin_url: str, prefix: str = "decider_t") -> Iterator[str]:
+    """A new, empty PostgreSQL database on the server of `admin_url`, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -5,13 +5,22 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from decider.config import load_settings
-from helpers import AMBIGUOUS, SETOSA, api, free_port, seed_credentials, settings_for, submit, write_config
+from helpers import (
+    AMBIGUOUS,
+    SETOSA,
+    api,
+    free_port,
+    seed_credentials,
+    settings_for,
+    submit,
+    wait_until_up,
+    write_config,
+)
 
 
 def scrape(text: str) -> dict[tuple[str, frozenset], float]:
@@ -98,16 +107,3 @@ def test_workers_share_their_counters(tmp_path):
         proc.terminate()
         proc.wait(20)
         log.close()
-
-
-def wait_until_up(base: str, proc: subprocess.Popen, log) -> None:  # type: ignore[no-untyped-def,type-arg]
-    for _ in range(300):
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {log.read_text()}")
-        time.sleep(0.1)
-    raise RuntimeError(f"server did not start: {log.read_text()}")
