@@ -68,8 +68,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.ingestor = Ingestor(runtime)
-    app.add_middleware(PageSessions, secret_key=secret, session_cookie="decider_session",
-                       max_age=12 * 3600, same_site="lax", https_only=False)
+    app.add_middleware(PageSessions, secret_key=secret, https_only=settings.server.secure_cookies)
     # Our own limit rather than FastAPI's max_body_size: its 413 is plain text that names no field.
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(MetricsMiddleware)  # outermost: times everything, labels by route template

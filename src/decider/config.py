@@ -63,6 +63,7 @@ class ServerSettings(Section):
     max_body_bytes: Annotated[int, Field(ge=256, le=10_000_000)] = 65_536
     secret_key: str = ""
     access_log: bool = False
+    secure_cookies: bool = False  # true behind HTTPS: the session cookie is then never sent over plain HTTP
     reload_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
 
     @field_validator("secret_key")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -107,9 +106,10 @@ class BodyLimit:
 class PageSessions:
     """Signed session cookies for the pages only: the JSON API authenticates by key and skips the work."""
 
-    def __init__(self, app: ASGIApp, **session_options: Any) -> None:
+    def __init__(self, app: ASGIApp, secret_key: str, https_only: bool) -> None:
         self.app = app
-        self.with_session = SessionMiddleware(app, **session_options)
+        self.with_session = SessionMiddleware(app, secret_key=secret_key, session_cookie="decider_session",
+                                              max_age=12 * 3600, same_site="lax", https_only=https_only)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/api/"):

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 
 class Level(StrEnum):
@@ -54,14 +54,14 @@ class Policy:
         return hashlib.sha256(blob).hexdigest()[:12]
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> Policy:
+    def from_dict(cls, data: Mapping[str, Any]) -> Policy:
         """The inverse of `as_dict`, for policies read back from the history."""
         return cls(
             level=Level(str(data["level"])),
-            threshold=float(data["threshold"]),  # type: ignore[arg-type]
+            threshold=float(data["threshold"]),
             class_thresholds={str(k): float(v) for k, v in dict(data.get("class_thresholds") or {}).items()},
-            audit_rate=float(data.get("audit_rate", 0.0)),  # type: ignore[arg-type]
-            rollout_percent=float(data.get("rollout_percent", 100.0)),  # type: ignore[arg-type]
+            audit_rate=float(data.get("audit_rate", 0.0)),
+            rollout_percent=float(data.get("rollout_percent", 100.0)),
         )
 
 

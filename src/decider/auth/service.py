@@ -56,7 +56,9 @@ def client_for_key(*, engine: Engine, key: str) -> str:
         return cached[0]
     with engine.connect() as conn:
         name = conn.execute(
-            sa_select(ApiKey.name).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))  # type: ignore[union-attr]
+            sa_select(ApiKey.__table__.c.name).where(  # type: ignore[attr-defined]
+                ApiKey.__table__.c.key_hash == digest, ApiKey.__table__.c.revoked_at.is_(None)  # type: ignore[attr-defined]
+            )
         ).scalar()
     if name is None:
         raise Unauthorized("invalid or revoked API key")

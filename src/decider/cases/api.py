@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
@@ -11,7 +11,7 @@ from decider.cases.schemas import CaseIn, CaseOut, CasePage, ErrorOut
 from decider.deps import ClientDep, IngestorDep, RuntimeDep
 from decider.monitoring.metrics import record_case
 
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "Missing or invalid API key"},
     404: {"model": ErrorOut, "description": "No such case"},
     413: {"model": ErrorOut, "description": "Body over the size limit"},

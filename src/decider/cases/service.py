@@ -63,8 +63,8 @@ def score_batch(runtime: Runtime, subs: Sequence[Submission]) -> list[dict[str, 
     at = now()
     rows = []
     for sub, key, (model, role), score in zip(subs, keys, picks, scores, strict=True):
-        routing = route(policy, case_key=key, prediction=score and score.prediction,
-                        confidence=score and score.confidence, audit_draw=random.random())
+        routing = route(policy, case_key=key, prediction=score.prediction if score else None,
+                        confidence=score.confidence if score else None, audit_draw=random.random())
         auto = routing.route == "auto"
         rows.append({
             "key": key, "client": sub.client, "features": dict(sub.features),

@@ -17,8 +17,8 @@ from decider.deps import ClientDep, RuntimeDep
 from decider.errors import Conflict, InvalidInput
 from decider.monitoring.metrics import record_outcome
 
-router = APIRouter(prefix="/api/v1/cases", tags=["cases"], responses={
-    **ERRORS, 409: {"model": ErrorOut, "description": "The case already has a different outcome"}})
+router = APIRouter(prefix="/api/v1/cases", tags=["cases"], responses=ERRORS | {
+    409: {"model": ErrorOut, "description": "The case already has a different outcome"}})
 
 
 class OutcomeIn(BaseModel):

@@ -66,7 +66,7 @@ def _count(condition: Any) -> Any:
 
 
 def _rate(hits: int | None, n: int | None) -> float | None:
-    return round(hits / n, 4) if n else None
+    return round((hits or 0) / n, 4) if n else None
 
 
 def _would_auto(policy: Policy) -> Any:

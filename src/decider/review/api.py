@@ -19,7 +19,7 @@ from decider.deps import ClientDep, RuntimeDep
 from decider.review import service
 
 router = APIRouter(prefix="/api/v1/review", tags=["review"],
-                   responses={**ERRORS, 409: {"model": ErrorOut, "description": "Already resolved or not yours"}})
+                   responses=ERRORS | {409: {"model": ErrorOut, "description": "Already resolved or not yours"}})
 Name = Annotated[str, Field(min_length=1, max_length=100)]
 
 
