@@ -104,6 +104,8 @@ def test_body_not_json_and_body_too_large(tmp_path, sqlite_url):
         response = client.post("/api/v1/cases", content=b"{not json", headers={
             **h, "content-type": "application/json"})
         assert response.status_code == 422 and response.json()["field"] == "body"
+        as_text = client.post("/api/v1/cases", content=b'{"features": {}}', headers={**h, "content-type": "text/plain"})
+        assert as_text.status_code == 422 and "Content-Type: application/json" in as_text.json()["detail"]
         response = client.post("/api/v1/cases", json={"features": SETOSA, "key": "k" * 2000}, headers=h)
         assert response.status_code == 413 and response.json()["field"] == "body"
 

@@ -124,7 +124,7 @@ def train(
 @app.command()
 def simulate(
     config: ConfigOpt = None,
-    since: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Only cases from DATE (UTC)")] = None,
+    since: Annotated[datetime | None, typer.Option(help="Only cases from this date or time (UTC)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON")] = False,
 ) -> None:
     """Replay stored, scored cases under the config's policy and print what it would have done (no writes)."""
@@ -133,7 +133,7 @@ def simulate(
     from decider.automation.simulate import run
 
     try:
-        typer.echo(run(settings_or_exit(config), since=since.date() if since else None, as_json=as_json))
+        typer.echo(run(settings_or_exit(config), since=since, as_json=as_json, progress=sys.stderr.isatty()))
     except SQLAlchemyError as exc:
         raise fail(f"could not read the cases: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
 

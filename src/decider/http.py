@@ -22,6 +22,9 @@ def field_of(loc: tuple) -> str:
 def validation_message(err: dict) -> tuple[str, str]:
     if err.get("type") == "json_invalid":
         return "body", f"body: not valid JSON ({err.get('ctx', {}).get('error', 'parse error')})"
+    if tuple(err.get("loc", ())) == ("body",) and err.get("type") in ("model_attributes_type", "dict_type"):
+        return "body", ('body: send a JSON object such as {"features": {...}} with '
+                        "Content-Type: application/json")
     field = field_of(tuple(err.get("loc", ())))
     return field, f"{field}: {err.get('msg')}"
 

@@ -98,10 +98,17 @@ def tally(rows: Iterable[Any], policies: list[Policy]) -> tuple[Figures, list[Fi
     return routed, replayed
 
 
+def as_utc(since: date | datetime) -> datetime:
+    """A date means its midnight; a time without a zone is taken as UTC."""
+    if not isinstance(since, datetime):
+        return datetime.combine(since, time(), UTC)
+    return since if since.tzinfo else since.replace(tzinfo=UTC)
+
+
 def _scored(since: date | None):  # type: ignore[no-untyped-def]
     query = select(*COLUMNS).where(CASE.c.confidence.is_not(None), CASE.c.prediction.is_not(None))
     if since is not None:
-        query = query.where(CASE.c.created_at >= datetime.combine(since, time(), UTC))
+        query = query.where(CASE.c.created_at >= as_utc(since))
     return query
 
 
