@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
@@ -12,6 +14,21 @@ from decider.web.pages import AdminDep, render
 router = APIRouter(prefix="/admin/models", include_in_schema=False)
 
 
+def utc_minutes(iso: str | None) -> str | None:
+    """A card's `created_at` (ISO 8601) as `2026-11-25 22:37 UTC`, like the other times on the pages;
+    a value that does not parse is shown as it is."""
+    if not iso:
+        return None
+    try:
+        at = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    return f"{at:%Y-%m-%d %H:%M} UTC"
+
+
 @router.get("")
 def models_page(request: Request, runtime: RuntimeDep, user: AdminDep) -> HTMLResponse:
-    return render(request, "admin_models.html", **overview(runtime))
+    data = overview(runtime)
+    data["versions"] = [v | {"created": utc_minutes(v.get("created_at"))} for v in data["versions"]]
+    return render(request, "admin_models.html", **data)
