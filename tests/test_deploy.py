@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -157,12 +158,19 @@ def test_refused_switches_leave_the_old_model_serving(tmp_path, sqlite_url):
     headers = {"Authorization": f"Bearer {key}"}
     tamper(models, "iris-v2")
     for target, reason in (("iris-v2", "does not match its card"), ("iris-v3", "clients send"),
-                           ("iris-v9", "does not trust"), ("iris-v1", "already live"),
-                           ("nope-v1", "no artifact and card")):
+                           ("iris-v9", "does not trust"), ("nope-v1", "no artifact and card")):
         result = decider(config, "models", "promote", target)
         assert result.returncode == 2 and reason in result.stderr, (target, result.stderr)
         assert "the live model is unchanged" in result.stderr
     assert "nothing to roll back to" in decider(config, "models", "rollback").stderr
+    # Promoting the live version again is a no-op a script may repeat, not a refusal.
+    again = decider(config, "models", "promote", "iris-v1")
+    assert again.returncode == 0 and "already live" in again.stderr, again.stderr
+    assert again.stdout.strip() == "iris-v1"
+    listed = decider(config, "models", "list")
+    assert listed.returncode == 0 and "iris-v1  [live]" in listed.stdout and "iris-v3  (no role)" in listed.stdout
+    assert "[-]" not in listed.stdout
+    assert re.search(r"created \d{4}-\d\d-\d\d \d\d:\d\d UTC$", listed.stdout, re.MULTILINE), listed.stdout
 
     with server(config) as base:
         assert httpx.post(base + "/api/v1/cases", json={"features": SETOSA}, headers=headers

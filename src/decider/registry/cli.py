@@ -44,6 +44,7 @@ def _pct(value: float | None) -> str:
 def list_models(config: ConfigOpt = None) -> None:
     """Every version in the models folder: features, classes, training figures and its role now."""
     from decider.registry import deploy, stats
+    from decider.registry.views import utc_minutes
 
     settings = _settings(config)
     engine = _engine(settings)
@@ -52,13 +53,12 @@ def list_models(config: ConfigOpt = None) -> None:
     m = settings.models
     current = stats.roles(live=live, candidate=m.candidate, canary_percent=m.canary_percent, shadows=m.shadow)
     for v in stats.catalog(settings, current):
-        role = ", ".join(v["roles"]) or "-"
-        typer.echo(f"{v['id']}  [{role}]")
+        typer.echo(f"{v['id']}  [{', '.join(v['roles'])}]" if v["roles"] else f"{v['id']}  (no role)")
         typer.echo(f"  features: {', '.join(v['features'])}")
         typer.echo(f"  classes:  {', '.join(v['classes'])}")
         typer.echo(f"  train:    {_pct(v['train_accuracy'])} of {v['train_n']}   "
                    f"test: {_pct(v['test_accuracy'])} of {v['test_n']}")
-        typer.echo(f"  data:     {v['data_source']}   created {v['created_at']}")
+        typer.echo(f"  data:     {v['data_source']}   created {utc_minutes(v['created_at']) or '-'}")
         if v["status"] != "ok":
             typer.echo(f"  {v['status']}")
     engine.dispose()
@@ -69,6 +69,14 @@ def _switch(config: Path | None, target: str | None, actor: str | None) -> None:
 
     settings = _settings(config)
     engine = _engine(settings)
+    if target is not None:
+        with engine.connect() as conn:
+            live = deploy.live_state(conn, settings).model_id
+        if live == target:  # re-running a promote is a normal script step: nothing to do, not a refusal
+            engine.dispose()
+            typer.echo(f"live: {target} is already live; nothing recorded", err=True)
+            typer.echo(target)
+            return
     try:
         old, new = deploy.switch(engine, settings, target=target, actor=actor or deploy.default_actor())
     except DeciderError as exc:
