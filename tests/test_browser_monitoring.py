@@ -85,6 +85,11 @@ def test_monitoring_page_draws_every_chart(tmp_path, browser):
         for chart in charts:
             assert chart["chart"] and chart["points"] > 0 and chart["inked"] > 1000, chart
         assert page.locator("#drift-table tr[data-flag=yes]").count() >= 1  # the shifted tail is flagged
+        # The top confidence bin (where most cases are) is labelled; quality spans 0-100%.
+        axes = page.evaluate("""() => ({
+          conf: Chart.getChart('chart-confidence').scales.x.ticks.map(t => t.label).filter(Boolean),
+          quality: [Chart.getChart('chart-quality').scales.y.min, Chart.getChart('chart-quality').scales.y.max]})""")
+        assert axes["conf"][-1] == "0.95–1.00" and axes["quality"] == [0, 1], axes
         assert page.locator("#flags [role=alert]").is_visible()
         assert all(url.startswith(base) for url in requests), requests
         if UPDATE_SCREENSHOTS:

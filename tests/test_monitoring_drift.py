@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from decider.monitoring.drift import feature_drift
+from decider.monitoring.drift import class_drift, feature_drift
 from decider.registry.cards import read_card
 from helpers import MODELS, api, settings_for, submit
 
@@ -114,6 +114,27 @@ def test_too_few_live_values_are_never_flagged():
     assert some["too_few_for_psi"] and not some["psi_flag"]  # PSI is judged from 200 values
     many = feature_drift("sepal length (cm)", [9.0] * 200, feature_stats)
     assert many["psi_flag"] and not many["too_few_for_psi"]
+
+
+def test_a_figure_short_of_values_is_too_few_never_ok():
+    """The verdict shown as a badge: too few values leave a figure unjudged, whatever its value."""
+    stats = CARD["feature_stats"]["sepal length (cm)"]
+    inside = list(np.linspace(stats["min"], stats["max"], 29))
+    few = feature_drift("sepal length (cm)", inside, stats)
+    assert few["psi"] > 0.2 and (few["status"], few["judged_from"]) == ("too_few", 30)
+    # 30 to 199 values: KS and the range are judged and pass, PSI is not judged yet.
+    some = feature_drift("sepal length (cm)", list(np.linspace(stats["min"], stats["max"], 60)), stats)
+    assert not some["flag"] and (some["status"], some["judged_from"]) == ("too_few", 200)
+    flagged = feature_drift("sepal length (cm)", [9.0] * 30, stats)  # a flag from enough values stands
+    assert (flagged["status"], flagged["judged_from"]) == ("flag", None)
+    rng = np.random.default_rng(0)
+    steady = feature_drift("sepal length (cm)", list(rng.choice(stats["sample"], 400)), stats)
+    assert steady["status"] in ("ok", "watch") and steady["judged_from"] is None
+    train = CARD["class_distribution"]
+    skewed = class_drift({"setosa": 20}, train)
+    assert skewed["psi"] > 0.2 and not skewed["flag"] and (skewed["status"], skewed["judged_from"]) == ("too_few", 100)
+    assert class_drift({"setosa": 100}, train)["status"] == "flag"
+    assert class_drift({c: 40 for c in train}, train)["status"] == "ok"
 
 
 def test_steady_samples_below_200_would_trip_psi_so_it_waits():

@@ -66,6 +66,24 @@ def test_flags_are_shown_past_thresholds(tmp_path, sqlite_url):
         assert f'data-figure="{figure}"' in html
     assert 'data-figure="drift.sepal length (cm).psi"' not in html  # PSI waits for 200 values
     assert html.count('data-flag="yes"') == 2
+    # Below 200 values PSI is not judged, and 30 predictions are too few for the class PSI: never "ok".
+    assert 'badge ok' not in html and html.count("too few (n &lt; 100)") == 1
+    assert "n = 0 reviews" in html
+
+
+def test_too_few_values_are_never_badged_ok(tmp_path, sqlite_url):
+    """Three cases far from training: large PSIs, but every drift figure reads "too few", none "ok"."""
+    with api(settings_for(tmp_path, sqlite_url)) as (client, h):
+        for _ in range(3):
+            submit(client, h, {"sepal length (cm)": 7.9, "petal width (cm)": 2.5})
+        log_in(client, "root")
+        html = client.get("/monitoring").text
+    fig = embedded_figures(html)
+    assert all(f["psi"] > 0.2 and f["status"] == "too_few" for f in fig["drift"]["features"])
+    assert fig["outputs"]["classes"]["status"] == "too_few"
+    assert 'badge ok' not in html
+    assert html.count("too few (n &lt; 30)") == 4  # two chart headers, two table rows
+    assert "too few (n &lt; 100)" in html  # the predicted classes' PSI
 
 
 def test_report_is_one_self_contained_file(tmp_path, sqlite_url):

@@ -110,7 +110,23 @@ def feature_drift(name: str, values: Sequence[float], stats: Mapping[str, Any],
     out["too_few"] = not enough
     out["too_few_for_psi"] = not enough_psi
     out["flag"] = out["psi_flag"] or out["ks_flag"] or out["out_of_range_flag"]
+    # Not "ok" while a test is left unjudged for want of values: below min_n none is, below psi_min_n PSI.
+    short_of = thresholds.min_n if not enough else (thresholds.psi_min_n if not enough_psi else None)
+    out["status"], out["judged_from"] = verdict(out["flag"], out["psi_watch"], short_of)
     return out
+
+
+def verdict(flag: bool, watch: bool, short_of: int | None) -> tuple[str, int | None]:
+    """("flag" | "too_few" | "watch" | "ok", the n the figure is judged from when "too_few").
+
+    A flag raised from enough values stands; otherwise a figure with too few values is "too_few", never
+    "ok": a large value over a small sample says little either way.
+    """
+    if flag:
+        return "flag", None
+    if short_of is not None:
+        return "too_few", short_of
+    return ("watch" if watch else "ok"), None
 
 
 def input_drift(rows: Sequence[Mapping[str, Any]], card: Mapping[str, Any],
@@ -133,10 +149,14 @@ def class_drift(counts: Mapping[str, int], train: Mapping[str, float],
     live = np.array([counts.get(c, 0) / total if total else 0.0 for c in labels])
     expected = np.array([float(train.get(c, 0.0)) for c in labels])
     value = psi(live, expected) if total else None
+    flag = bool(total >= thresholds.class_min_n and value is not None and value > thresholds.class_psi)
+    status, judged_from = verdict(flag, False, thresholds.class_min_n if total < thresholds.class_min_n else None)
     return {
         "n": total,
         "classes": [{"label": c, "count": int(counts.get(c, 0)), "live_share": float(live[i]),
                      "train_share": float(expected[i])} for i, c in enumerate(labels)],
         "psi": value,
-        "flag": bool(total >= thresholds.class_min_n and value is not None and value > thresholds.class_psi),
+        "flag": flag,
+        "status": status,
+        "judged_from": judged_from,
     }
