@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import Engine
+from starlette.routing import Mount, get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from decider.monitoring.queries import totals
@@ -51,9 +52,18 @@ def prepare_multiprocess_dir() -> str:
     return path
 
 
+UNMATCHED = "<unmatched>"
+
+
 class MetricsMiddleware:
     """Counts and times every HTTP request under its route template (`/api/v1/cases/{case_id}`), never the
-    raw path, so the number of series stays bounded. Pure ASGI; the labelled children are cached."""
+    raw path, so the number of series stays bounded. Pure ASGI; the labelled children are cached.
+
+    The `route` label is the template of the route that answered; for a mounted app, its mount path
+    (`/static` for every static file, found or not). `<unmatched>` is left for requests no route took:
+    paths that match nothing (404), and requests refused before routing, such as a body over
+    `server.max_body_bytes` (413, answered by the body limit further in than this middleware).
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -64,6 +74,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         start = perf_counter()
+        path = get_route_path(scope)  # before routing, which moves a mount's prefix into root_path
         status = 500  # an exception escaping the app is answered with 500 further out
 
         async def send_status(message: Message) -> None:
@@ -75,7 +86,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "<unmatched>"
+            route = getattr(scope.get("route"), "path", None) or mount_path(scope, path) or UNMATCHED
             method = scope["method"] if scope["method"] in METHODS else "OTHER"
             key = (method, route, status)
             child = self.children.get(key)
@@ -84,6 +95,14 @@ class MetricsMiddleware:
                                               LATENCY.labels(method, route))
             child[0].inc()
             child[1].observe(perf_counter() - start)
+
+
+def mount_path(scope: Scope, path: str) -> str | None:
+    """The path of the mount (`/static`) that `path` falls under: FastAPI sets no `scope["route"]` there."""
+    for route in getattr(scope.get("app"), "routes", ()):
+        if isinstance(route, Mount) and (path == route.path or path.startswith(route.path + "/")):
+            return route.path
+    return None
 
 
 _case_children: dict[tuple[str, str, str], Any] = {}
