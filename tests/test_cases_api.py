@@ -137,6 +137,8 @@ def test_same_key_returns_the_stored_case(tmp_path, sqlite_url):
         again = client.post("/api/v1/cases", json={"features": SETOSA, "key": "order-17"}, headers=h)
         assert (first.status_code, again.status_code) == (201, 200)
         assert first.json()["id"] == again.json()["id"]
+        other = client.post("/api/v1/cases", json={"features": AMBIGUOUS, "key": "order-17"}, headers=h)
+        assert other.status_code == 409 and other.json()["field"] == "key"
         assert count_cases(client) == 1
 
 

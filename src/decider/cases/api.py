@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 from decider.cases import service
 from decider.cases.schemas import CaseIn, CaseOut, CasePage, ErrorOut
 from decider.deps import ClientDep, IngestorDep, RuntimeDep
+from decider.errors import Conflict
 from decider.monitoring.metrics import record_case
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -21,7 +22,8 @@ router = APIRouter(prefix="/api/v1/cases", tags=["cases"], responses=ERRORS)
 
 
 @router.post("", status_code=201, response_model=CaseOut,
-             responses={200: {"model": CaseOut, "description": "A case with this key already existed"}})
+             responses={200: {"model": CaseOut, "description": "A case with this key and these features existed"},
+                        409: {"model": ErrorOut, "description": "A case with this key has other features"}})
 async def submit_case(body: CaseIn, runtime: RuntimeDep, client: ClientDep, ingestor: IngestorDep,
                       response: Response) -> dict:
     """Score a case and route it: decided by the model, or queued for a person.
@@ -33,6 +35,8 @@ async def submit_case(body: CaseIn, runtime: RuntimeDep, client: ClientDep, inge
     row, created = await ingestor.submit(service.Submission(client, body.features, body.key))
     if created:
         record_case(row)
+    elif row["features"] != dict(body.features):
+        raise Conflict(f"key: case {row['id']} already has key {row['key']!r} with other features", field="key")
     else:
         response.status_code = 200
     return service.public(row)
