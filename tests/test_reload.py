@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from decider.automation.reload import Watcher, refresh_models
+from decider.automation.reload import Watcher
 from decider.automation.tables import PolicyChange
 from decider.config import load_settings
 from decider.db import make_engine, upgrade
 from decider.policy import Level, Policy
+from decider.registry import deploy
 from decider.runtime import Runtime
 from helpers import write_config
 
@@ -129,9 +130,9 @@ def test_model_hooks_run_after_the_switch_with_the_new_settings(tmp_path, sqlite
     assert seen == [(Level.ASSIST, "iris-v1")]
 
 
-def test_fallback_model_reload_keeps_the_old_deployment_on_failure(tmp_path, sqlite_url):
+def test_a_refused_model_keeps_the_old_deployment_and_the_new_policy(tmp_path, sqlite_url):
     runtime, config = start(tmp_path, sqlite_url)
-    watcher = Watcher(runtime, config, on_config=[refresh_models])
+    watcher = Watcher(runtime, config, on_config=[deploy.refresh])
     deployment = runtime.deployment
     edit(config, 'live = "iris-v1"', 'live = "iris-v9"')
     edit(config, 'level = "partial"', 'level = "assist"')

@@ -5,19 +5,16 @@ Each worker process runs its own watcher, so an edit reaches every process withi
 edit leaves the old policy (and models) in force, is logged with the key at fault, and is reported by
 `/readyz` (503) and the admin page through `runtime.problems["config"]` until the file is fixed.
 
-Model deployments hook in here (see `model_hooks`): after an accepted edit is in force, each config hook
-is called as `hook(runtime, new_settings)` — `decider.registry.deploy.refresh` when that module exists.
-A hook rebuilds `runtime.deployment` from the new `[models]` section, keeping the old one (and reporting
-it) when the new one cannot be built. `decider.registry.deploy.poll(runtime)`, if one is ever provided,
-runs every period, for switches stored in the database.
+Model deployments hook in here: after an accepted edit is in force, `decider.registry.deploy.refresh`
+rebuilds `runtime.deployment` from the new `[models]` section, keeping the old one (and reporting it) when
+the new one cannot be built; `decider.registry.deploy.poll` runs every period, for switches stored in the
+database by `decider models promote/rollback`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib
-import importlib.util
 import logging
 import time
 from collections.abc import Callable
@@ -26,41 +23,14 @@ from pathlib import Path
 
 from decider.automation.guard import record_change
 from decider.config import ConfigError, Settings, load_settings
-from decider.errors import DeciderError
 from decider.policy import Policy
-from decider.runtime import Runtime, deployment_from
+from decider.runtime import Runtime
 
 log = logging.getLogger("decider.automation")
-ConfigHook = Callable[[Runtime, Settings], None]
+ConfigHook = Callable[[Runtime, Settings], object]  # what a hook returns is ignored
 TickHook = Callable[[Runtime], None]
 SETTLE_SECONDS = 0.2  # a file younger than this may be half written: look again once it has settled
 RESTART_ONLY = ("max_body_bytes", "secret_key", "access_log")  # server keys read once, at start
-
-
-def refresh_models(runtime: Runtime, new: Settings) -> None:
-    """Load the models `[models]` names if they changed; on failure keep serving the old ones."""
-    dep = runtime.deployment
-    wanted = (new.models.live, new.models.candidate, new.models.canary_percent, tuple(new.models.shadow))
-    if wanted == (dep.live.id, dep.candidate.id if dep.candidate else "", dep.canary_percent,
-                  tuple(s.id for s in dep.shadows)):
-        runtime.problems.pop("models", None)  # back to what is serving: nothing refused any more
-        return
-    try:
-        runtime.deployment = deployment_from(new)
-        runtime.problems.pop("models", None)
-    except DeciderError as exc:
-        runtime.problems["models"] = f"{exc.message}; still serving {dep.live.id!r}"
-        log.error("models: %s", runtime.problems["models"])
-
-
-def model_hooks() -> tuple[list[ConfigHook], list[TickHook]]:
-    """The registry's hooks when it provides them, else a plain reload of the `[models]` section."""
-    if importlib.util.find_spec("decider.registry.deploy") is None:
-        return [refresh_models], []
-    deploy = importlib.import_module("decider.registry.deploy")
-    refresh = getattr(deploy, "refresh", refresh_models)
-    poll = getattr(deploy, "poll", None)
-    return [refresh], [poll] if poll else []
 
 
 def keep_restart_only(old: Settings, new: Settings) -> tuple[Settings, list[str]]:
@@ -181,6 +151,7 @@ class Watcher:
 
 def start(runtime: Runtime) -> asyncio.Task[None]:
     """Start this process's watcher on the running event loop (from the app's lifespan)."""
-    on_config, on_tick = model_hooks()
-    watcher = Watcher(runtime, runtime.settings.config_path, on_config, on_tick)
+    from decider.registry import deploy
+
+    watcher = Watcher(runtime, runtime.settings.config_path, [deploy.refresh], [deploy.poll])
     return asyncio.get_running_loop().create_task(watcher.run(), name="decider-config-watcher")

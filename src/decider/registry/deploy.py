@@ -9,7 +9,6 @@ sha256, trusted types), so a refused version never displaces the one in service.
 from __future__ import annotations
 
 import getpass
-import importlib.util
 import logging
 import os
 import threading
@@ -166,14 +165,9 @@ def poll(runtime: Runtime) -> None:
         refresh(runtime)
 
 
-def watcher_polls() -> bool:
-    """The config watcher (automation/reload.py) calls `poll` every period, where it exists."""
-    return importlib.util.find_spec("decider.automation.reload") is not None
-
-
 class Background:
-    """What a serving process runs beside requests for deployments: shadow scoring after each commit,
-    and following the switch history where no config watcher does it."""
+    """What a serving process runs beside requests for deployments: shadow scoring after each commit.
+    New switches are followed by the config watcher, which calls `poll` every period."""
 
     def __init__(self, runtime: Runtime, ingestor: Any | None) -> None:
         from decider.registry.shadow import ShadowRunner
@@ -181,30 +175,15 @@ class Background:
         self.runtime = runtime
         self.ingestor = ingestor
         self.shadows = ShadowRunner(runtime)
-        self._stop = threading.Event()
-        self._poller: threading.Thread | None = None
 
     def start(self) -> Background:
         poll(self.runtime)  # a switch made while this server was down holds from the first request
         self.shadows.start()
         if self.ingestor is not None:  # shadows score what ingest has committed
             self.ingestor.after_commit.append(self.shadows.enqueue_rows)
-        if not watcher_polls():
-            self._poller = threading.Thread(target=self._poll, name="decider-switch-poll", daemon=True)
-            self._poller.start()
         return self
 
-    def _poll(self) -> None:
-        while not self._stop.wait(self.runtime.settings.server.reload_seconds):
-            try:
-                poll(self.runtime)
-            except Exception:  # a database hiccup must not end the thread; the next period retries
-                log.exception("switch poll failed")
-
     def stop(self) -> None:
-        self._stop.set()
-        if self._poller is not None:
-            self._poller.join(5)
         if self.ingestor is not None and self.shadows.enqueue_rows in self.ingestor.after_commit:
             self.ingestor.after_commit.remove(self.shadows.enqueue_rows)
         self.shadows.stop()
