@@ -139,8 +139,12 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
 
 
 def describe_validation_error(exc: ValidationError) -> str:
+    """One line per bad key. The value is echoed only where it cannot be a secret: these lines reach the
+    log, /readyz and the admin page."""
     lines = []
     for err in exc.errors():
         key = ".".join(str(part) for part in err["loc"])
-        lines.append(f"config key {key}: {err['msg']} (got {err.get('input')!r})")
+        secret = err["type"] == "extra_forbidden" or key.startswith(("database", "server.secret_key"))
+        got = "" if secret else f" (got {err.get('input')!r})"
+        lines.append(f"config key {key}: {err['msg']}{got}")
     return "\n".join(lines)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from decider.cases import service
-from decider.cases.schemas import CaseIn, CaseOut, CasePage, ErrorOut
+from decider.cases.schemas import CaseId, CaseIn, CaseOut, CasePage, ErrorOut
 from decider.deps import ClientDep, IngestorDep, RuntimeDep
 from decider.errors import Conflict
 from decider.monitoring.metrics import record_case
@@ -43,7 +43,7 @@ async def submit_case(body: CaseIn, runtime: RuntimeDep, client: ClientDep, inge
 
 
 @router.get("/{case_id}", response_model=CaseOut)
-def read_case(case_id: int, runtime: RuntimeDep, client: ClientDep) -> dict:
+def read_case(case_id: CaseId, runtime: RuntimeDep, client: ClientDep) -> dict:
     """The case as it stands now, with a person's decision once it is resolved."""
     with runtime.engine.connect() as conn:
         return service.public(service.get_case(conn=conn, case_id=case_id))

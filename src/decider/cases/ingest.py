@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from decider.cases.service import Submission, score_batch, store_batch
+from decider.errors import DeciderError
 from decider.runtime import Runtime
 
 log = logging.getLogger("decider.ingest")
@@ -44,16 +45,29 @@ class Ingestor:
             while len(batch) < self.max_batch and not queue.empty():
                 batch.append(queue.get_nowait())
             try:
-                results = await asyncio.to_thread(self._write, [sub for sub, _ in batch])
-            except Exception as exc:  # every waiting request must hear about it, not hang
-                log.exception("ingest batch of %d failed", len(batch))
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
+                results: list[Result | Exception] = list(
+                    await asyncio.to_thread(self._write, [sub for sub, _ in batch]))
+            except Exception as exc:
+                # One bad submission must not fail the others: write them one by one, so only it fails.
+                results = [exc] if len(batch) == 1 else await asyncio.to_thread(self._write_each, batch)
             for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
+                if future.done():
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)  # every waiting request hears about it, never hangs
+                else:
                     future.set_result(result)
+
+    def _write_each(self, batch: list[tuple[Submission, Any]]) -> list[Result | Exception]:
+        results: list[Result | Exception] = []
+        for sub, _ in batch:
+            try:
+                results += self._write([sub])
+            except Exception as exc:
+                if not isinstance(exc, DeciderError):
+                    log.exception("ingest of one case failed")
+                results.append(exc)
+        return results
 
     def _write(self, subs: list[Submission]) -> list[Result]:
         rows = score_batch(self.runtime, subs)

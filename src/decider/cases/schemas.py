@@ -5,7 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
+
+# Case ids fit a signed 64-bit integer on every engine: larger ones are a 422, never a driver overflow.
+CaseId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The case id")]
 
 # strict: a string or a boolean is not a number; allow_inf_nan=False: NaN and infinity are refused.
 FeatureValue = Annotated[float, Field(strict=True, allow_inf_nan=False)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import uuid
 from collections.abc import Mapping, Sequence
@@ -59,6 +60,10 @@ def score_batch(runtime: Runtime, subs: Sequence[Submission]) -> list[dict[str, 
             idx = [i for i, (m, _) in enumerate(picks) if m is model]
             probs = model.predict_proba([feature_vector(model.features, subs[i].features) for i in idx])
             for i, p in zip(idx, probs, strict=True):
+                if not all(math.isfinite(x) for x in p):  # finite but extreme inputs overflow the model
+                    raise InvalidInput(f"features: {model.id} cannot score these values (its probabilities "
+                                       "are not finite); are they in the units it was trained on?",
+                                       field="features")
                 scores[i] = score_from(model.labels, p)
     at = now()
     rows = []
@@ -133,13 +138,6 @@ def first_events(row: Mapping[str, Any]) -> list[dict[str, Any]]:
         events.append({"case_id": row["id"], "kind": "decided", "actor": "model", "at": at,
                        "detail": {"decision": row["decision"], "audit": row["audit"]}})
     return events
-
-
-def submit(*, runtime: Runtime, conn: Connection, client: str, features: Mapping[str, float],
-           key: str | None) -> tuple[dict[str, Any], bool]:
-    """Score, route and store one case in the caller's transaction; return (row, created)."""
-    check_features(runtime.deployment.features, features)
-    return store_batch(conn, score_batch(runtime, [Submission(client, features, key)]))[0]
 
 
 def public(row: Mapping[str, Any]) -> dict[str, Any]:

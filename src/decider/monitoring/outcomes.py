@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Connection, insert, update
 
 from decider.cases.api import ERRORS
-from decider.cases.schemas import ErrorOut
+from decider.cases.schemas import CaseId, ErrorOut
 from decider.cases.service import CASE, EVENT, get_case
 from decider.db import now
 from decider.deps import ClientDep, RuntimeDep
@@ -53,7 +53,7 @@ def record(*, conn: Connection, case_id: int, label: str, labels: list[str], act
 
 
 @router.post("/{case_id}/outcome", response_model=OutcomeOut)
-async def report_outcome(case_id: int, body: OutcomeIn, runtime: RuntimeDep, client: ClientDep) -> dict:
+async def report_outcome(case_id: CaseId, body: OutcomeIn, runtime: RuntimeDep, client: ClientDep) -> dict:
     """Record the true label of a case, once. Sending the same label again is harmless.
 
     On the event loop like submitting: writes stay serialised in the process (see cases/api.py).

@@ -16,8 +16,16 @@ DEFAULT_SPAN = timedelta(days=7)
 
 
 def aware(at: datetime | None) -> datetime | None:
-    """A time without a zone is taken as UTC."""
-    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
+    """A time without a zone is taken as UTC; one that has no UTC equivalent (year 1 or 9999 with an
+    offset) is refused, instead of overflowing in the database driver."""
+    if at is None:
+        return None
+    if at.tzinfo is None:
+        return at.replace(tzinfo=UTC)
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(f"since/until: {at.isoformat()} is out of range", field="since") from None
 
 
 def monitoring_figures(*, engine: Engine, card: dict[str, Any], since: datetime | None = None,

@@ -52,7 +52,9 @@ class LoadedModel:
         return [str(c) for c in self.estimator.classes_]
 
     def predict_proba(self, rows: list[list[float]]) -> np.ndarray:
-        return self.estimator.predict_proba(np.asarray(rows, dtype=float))
+        # Extreme inputs overflow to NaN; callers check for it, so numpy need not warn on every one.
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self.estimator.predict_proba(np.asarray(rows, dtype=float))
 
 
 def available(models_dir: Path) -> list[str]:

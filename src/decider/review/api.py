@@ -13,7 +13,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from decider.cases.api import ERRORS
-from decider.cases.schemas import CaseOut, ErrorOut
+from decider.cases.schemas import CaseId, CaseOut, ErrorOut
 from decider.cases.service import public
 from decider.deps import ClientDep, RuntimeDep
 from decider.review import service
@@ -67,7 +67,7 @@ def claim_next(body: ClaimIn, runtime: RuntimeDep, client: ClientDep) -> dict | 
 
 
 @router.get("/cases/{case_id}", response_model=ReviewCaseWithHistory)
-def read(case_id: int, runtime: RuntimeDep, client: ClientDep) -> dict:
+def read(case_id: CaseId, runtime: RuntimeDep, client: ClientDep) -> dict:
     """A case as a reviewer sees it, with its history (created, scored, claimed, released, decided)."""
     with runtime.engine.connect() as conn:
         case = service.get_case(conn=conn, case_id=case_id)
@@ -77,7 +77,7 @@ def read(case_id: int, runtime: RuntimeDep, client: ClientDep) -> dict:
 
 
 @router.post("/cases/{case_id}/claim", response_model=ReviewCaseOut)
-def claim(case_id: int, body: Reviewer, runtime: RuntimeDep, client: ClientDep) -> dict:
+def claim(case_id: CaseId, body: Reviewer, runtime: RuntimeDep, client: ClientDep) -> dict:
     """Claim one named case."""
     with runtime.engine.begin() as conn:
         return _reviewer_view(service.claim(conn=conn, case_id=case_id, reviewer=body.reviewer,
@@ -85,7 +85,7 @@ def claim(case_id: int, body: Reviewer, runtime: RuntimeDep, client: ClientDep) 
 
 
 @router.post("/cases/{case_id}/release", status_code=204)
-def release(case_id: int, body: Reviewer, runtime: RuntimeDep, client: ClientDep) -> Response:
+def release(case_id: CaseId, body: Reviewer, runtime: RuntimeDep, client: ClientDep) -> Response:
     """Give a claimed case back to the queue."""
     with runtime.engine.begin() as conn:
         service.release(conn=conn, case_id=case_id, reviewer=body.reviewer)
@@ -93,7 +93,7 @@ def release(case_id: int, body: Reviewer, runtime: RuntimeDep, client: ClientDep
 
 
 @router.post("/cases/{case_id}/resolve", response_model=ReviewCaseOut)
-def resolve(case_id: int, body: ResolveIn, runtime: RuntimeDep, client: ClientDep) -> dict:
+def resolve(case_id: CaseId, body: ResolveIn, runtime: RuntimeDep, client: ClientDep) -> dict:
     """Decide a claimed case (or label an audited one). 409 if it is not yours or already resolved."""
     with runtime.engine.begin() as conn:
         case = service.resolve(conn=conn, case_id=case_id, reviewer=body.reviewer, label=body.label,

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from decider.cases.schemas import CaseId
 from decider.db import now
 from decider.deps import RuntimeDep
 from decider.errors import Conflict, NotFound
@@ -45,7 +46,7 @@ def next_case(request: Request, runtime: RuntimeDep, user: UserDep, csrf: CsrfFi
 
 
 @router.get("/cases/{case_id}")
-def case_page(request: Request, runtime: RuntimeDep, user: UserDep, case_id: int) -> Response:
+def case_page(request: Request, runtime: RuntimeDep, user: UserDep, case_id: CaseId) -> Response:
     """Open a case; a pending one is claimed for this reviewer if nobody else holds it."""
     lease = runtime.settings.review.lease_seconds
     held_by_other = None
@@ -78,7 +79,7 @@ def _features(runtime: RuntimeDep, values: dict[str, float]) -> list[dict[str, A
 
 
 @router.post("/cases/{case_id}/decide")
-def decide(request: Request, runtime: RuntimeDep, user: UserDep, case_id: int,
+def decide(request: Request, runtime: RuntimeDep, user: UserDep, case_id: CaseId,
            label: Annotated[str, Form(max_length=100)], csrf: CsrfField = "",
            note: Annotated[str, Form(max_length=2000)] = "") -> Response:
     """Record the reviewer's decision, then straight on to the next case."""
@@ -95,7 +96,7 @@ def decide(request: Request, runtime: RuntimeDep, user: UserDep, case_id: int,
 
 
 @router.post("/cases/{case_id}/skip")
-def skip(request: Request, runtime: RuntimeDep, user: UserDep, case_id: int, csrf: CsrfField = "") -> Response:
+def skip(request: Request, runtime: RuntimeDep, user: UserDep, case_id: CaseId, csrf: CsrfField = "") -> Response:
     """Give the case back to the queue and take the next one."""
     check_csrf(request, csrf)
     try:
