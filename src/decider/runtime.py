@@ -40,6 +40,15 @@ def policy_from(settings: Settings) -> Policy:
     )
 
 
+def require_same_features(model: LoadedModel, live: LoadedModel) -> None:
+    """Clients send the live model's features: a version that takes others cannot serve beside or after it."""
+    if sorted(model.features) != sorted(live.features):
+        raise ModelRefused(
+            f"model {model.id!r} takes features {model.features}, but clients send {live.features} "
+            f"(the live model {live.id!r}); train it on the same features, or change clients first"
+        )
+
+
 def deployment_from(settings: Settings, live_id: str | None = None) -> Deployment:
     """Load every model the settings name; refuse a set whose features do not match the live model's."""
     models_dir: Path = settings.models_dir
@@ -48,11 +57,8 @@ def deployment_from(settings: Settings, live_id: str | None = None) -> Deploymen
     candidate = load(models_dir, m.candidate) if m.candidate else None
     shadows = tuple(load(models_dir, name) for name in m.shadow)
     for other in (candidate, *shadows):
-        if other is not None and sorted(other.features) != sorted(live.features):
-            raise ModelRefused(
-                f"model {other.id!r} takes features {other.features}, but clients send {live.features} "
-                f"(the live model {live.id!r})"
-            )
+        if other is not None:
+            require_same_features(other, live)
     return Deployment(live=live, candidate=candidate, canary_percent=m.canary_percent, shadows=shadows)
 
 

@@ -22,6 +22,7 @@ from decider.scoring import Score, feature_vector, score_from
 CASE = Case.__table__  # type: ignore[attr-defined]
 EVENT = CaseEvent.__table__  # type: ignore[attr-defined]
 HIDDEN_LEVELS = {Level.HUMAN_ONLY.value, Level.SHADOW.value}
+MODEL_FIELDS = ("probabilities", "prediction", "confidence", "threshold")  # what the model said of a case
 
 
 def check_features(expected: list[str], given: Mapping[str, float]) -> None:
@@ -144,7 +145,7 @@ def public(row: Mapping[str, Any]) -> dict[str, Any]:
     """The case as a client sees it: the model's output only where the level lets people see it."""
     out = dict(row)
     if out["effective_level"] in HIDDEN_LEVELS:
-        out["probabilities"] = out["prediction"] = out["confidence"] = out["threshold"] = None
+        out |= dict.fromkeys(MODEL_FIELDS)
     out["level"] = out["effective_level"]
     return out
 

@@ -21,7 +21,7 @@ from decider.config import Settings
 from decider.errors import ModelRefused
 from decider.registry.artifacts import LoadedModel, load
 from decider.registry.tables import ModelSwitch
-from decider.runtime import Deployment, Runtime, deployment_from
+from decider.runtime import Deployment, Runtime, deployment_from, require_same_features
 
 log = logging.getLogger("decider.deploy")
 SWITCH = ModelSwitch.__table__  # type: ignore[attr-defined]
@@ -87,14 +87,10 @@ def check_switch(settings: Settings, *, current: str, target: str) -> LoadedMode
         raise ModelRefused(f"model {target!r} is already live")
     new = load(settings.models_dir, target)
     try:
-        old_features = load(settings.models_dir, current).features
+        old = load(settings.models_dir, current)
     except ModelRefused:  # the old one is gone or broken: nothing to compare with
         return new
-    if sorted(new.features) != sorted(old_features):
-        raise ModelRefused(
-            f"model {target!r} takes features {new.features}, but clients send {old_features} "
-            f"(the live model {current!r}); train it on the same features, or change clients first"
-        )
+    require_same_features(new, old)
     return new
 
 

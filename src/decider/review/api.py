@@ -71,7 +71,7 @@ def read(case_id: CaseId, runtime: RuntimeDep, client: ClientDep) -> dict:
     """A case as a reviewer sees it, with its history (created, scored, claimed, released, decided)."""
     with runtime.engine.connect() as conn:
         case = service.get_case(conn=conn, case_id=case_id)
-        events = service.history(conn=conn, case_id=case_id)
+        events = service.history(conn=conn, case=case)
     hidden = service.model_hidden(case)
     return _reviewer_view(case) | {"history": [service.event_view(e, hidden) for e in events]}
 

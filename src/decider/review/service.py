@@ -11,12 +11,11 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, Select, and_, false, func, insert, not_, or_, select, true, tuple_, update
 
-from decider.cases.service import CASE, EVENT, first_events, get_case
+from decider.cases.service import CASE, EVENT, MODEL_FIELDS, first_events, get_case
 from decider.db import now
 from decider.errors import Conflict, InvalidInput
 
 Sort = Literal["age", "confidence"]
-MODEL_FIELDS = ("probabilities", "prediction", "confidence", "threshold")
 
 # Cases whose model output a reviewer may see. Only these are sorted or filtered by what the model said:
 # ordering shadow cases by confidence would leak the hidden output through the order itself.
@@ -239,7 +238,8 @@ def _cursor_after(sort: Sort, row: Mapping[str, Any]) -> str:
     return f"{'h' if sort == 'confidence' else 'a'}{row['id']}"
 
 
-def history(*, conn: Connection, case_id: int) -> list[dict[str, Any]]:
-    """Everything that happened to a case, oldest first: its first steps, then the stored events."""
-    rows = conn.execute(select(EVENT).where(EVENT.c.case_id == case_id).order_by(EVENT.c.id)).mappings()
-    return first_events(get_case(conn=conn, case_id=case_id)) + [dict(r) for r in rows]
+def history(*, conn: Connection, case: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Everything that happened to a case, oldest first: its first steps (read off the row the caller
+    already has), then the stored events."""
+    rows = conn.execute(select(EVENT).where(EVENT.c.case_id == case["id"]).order_by(EVENT.c.id)).mappings()
+    return first_events(case) + [dict(r) for r in rows]

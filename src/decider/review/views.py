@@ -10,10 +10,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from decider.cases.schemas import CaseId
 from decider.db import now
 from decider.deps import RuntimeDep
-from decider.errors import Conflict, NotFound
+from decider.errors import Conflict
 from decider.registry.cards import out_of_range, percentile
 from decider.review import service
-from decider.web.pages import CsrfField, UserDep, check_csrf, error_page, flash, render
+from decider.web.pages import CsrfField, UserDep, check_csrf, flash, render
 
 router = APIRouter(prefix="/review", include_in_schema=False)
 PAGE = 50
@@ -51,16 +51,13 @@ def case_page(request: Request, runtime: RuntimeDep, user: UserDep, case_id: Cas
     lease = runtime.settings.review.lease_seconds
     held_by_other = None
     with runtime.engine.begin() as conn:
-        try:
-            case = service.get_case(conn=conn, case_id=case_id)
-        except NotFound as exc:
-            return error_page(request, exc.message, exc.status_code)
+        case = service.get_case(conn=conn, case_id=case_id)  # an unknown id: the error page, by the handler
         if case["review_status"] == "pending":
             try:
                 case = service.claim(conn=conn, case_id=case_id, reviewer=user["name"], lease_seconds=lease)
             except Conflict as exc:
                 held_by_other = exc.message
-        events = service.history(conn=conn, case_id=case_id)
+        events = service.history(conn=conn, case=case)
     hidden = service.model_hidden(case)
     return render(request, "case.html", case=service.reviewer_view(case), hide_model=hidden,
                   features=_features(runtime, case["features"]), events=[service.event_view(e, hidden) for e in events],
