@@ -29,6 +29,11 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(at: datetime) -> datetime:
+    """The one rule for times: one without a zone is UTC; one with a zone is converted to UTC."""
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timestamp that is always read back as aware UTC; SQLite would otherwise drop the zone."""
 
@@ -36,9 +41,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value, dialect):  # type: ignore[no-untyped-def]
-        if value is not None and value.tzinfo is not None:
-            value = value.astimezone(UTC)
-        return value
+        return None if value is None else as_utc(value)
 
     def process_result_value(self, value, dialect):  # type: ignore[no-untyped-def]
         if value is not None and value.tzinfo is None:

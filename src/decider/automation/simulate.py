@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from decider.cases.tables import Case
 from decider.config import Settings
+from decider.db import as_utc
 from decider.policy import Policy, route
 
 CASE = Case.__table__  # type: ignore[attr-defined]
@@ -98,17 +99,15 @@ def tally(rows: Iterable[Any], policies: list[Policy]) -> tuple[Figures, list[Fi
     return routed, replayed
 
 
-def as_utc(since: date | datetime) -> datetime:
-    """A date means its midnight; a time without a zone is taken as UTC."""
-    if not isinstance(since, datetime):
-        return datetime.combine(since, time(), UTC)
-    return since if since.tzinfo else since.replace(tzinfo=UTC)
+def start_of(since: date | datetime) -> datetime:
+    """A date means its midnight, UTC; a time follows decider's one rule (db.as_utc)."""
+    return as_utc(since) if isinstance(since, datetime) else datetime.combine(since, time(), UTC)
 
 
 def _scored(since: date | None):  # type: ignore[no-untyped-def]
     query = select(*COLUMNS).where(CASE.c.confidence.is_not(None), CASE.c.prediction.is_not(None))
     if since is not None:
-        query = query.where(CASE.c.created_at >= as_utc(since))
+        query = query.where(CASE.c.created_at >= start_of(since))
     return query
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
 
-from decider.db import now
+from decider.db import as_utc, now
 from decider.errors import InvalidInput
 from decider.monitoring import figures, queries
 
@@ -20,10 +20,8 @@ def aware(at: datetime | None) -> datetime | None:
     offset) is refused, instead of overflowing in the database driver."""
     if at is None:
         return None
-    if at.tzinfo is None:
-        return at.replace(tzinfo=UTC)
     try:
-        return at.astimezone(UTC)
+        return as_utc(at)
     except OverflowError:
         raise InvalidInput(f"since/until: {at.isoformat()} is out of range", field="since") from None
 

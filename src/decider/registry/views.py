@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from decider.db import as_utc
 from decider.deps import RuntimeDep
 from decider.registry.api import overview
 from decider.web.pages import AdminDep, render
@@ -23,8 +24,7 @@ def utc_minutes(iso: str | None) -> str | None:
         at = datetime.fromisoformat(iso)
     except ValueError:
         return iso
-    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-    return f"{at:%Y-%m-%d %H:%M} UTC"
+    return f"{as_utc(at):%Y-%m-%d %H:%M} UTC"
 
 
 @router.get("")
