@@ -11,7 +11,8 @@ from typing import Annotated
 import typer
 from sqlmodel import Session
 
-from decider.config import ConfigError, Settings, load_settings
+from decider.cli_support import ConfigOpt, fail, settings_or_exit
+from decider.config import Settings
 from decider.errors import DeciderError
 from decider.registry.cli import app as models_app
 
@@ -24,24 +25,6 @@ app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
 app.add_typer(models_app, name="models")
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="config.toml to use (default: $DECIDER_CONFIG, then ./config.toml)"),
-]
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"decider: {message}", err=True)
-    return typer.Exit(code)
-
-
-def settings_or_exit(config: Path | None) -> Settings:
-    try:
-        return load_settings(config)
-    except ConfigError as exc:
-        raise fail(str(exc)) from None
-
 
 def session_for(settings: Settings) -> Session:
     from decider.db import make_engine

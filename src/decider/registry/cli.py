@@ -7,20 +7,11 @@ from typing import Annotated
 
 import typer
 
+from decider.cli_support import ConfigOpt, fail, settings_or_exit
 from decider.errors import DeciderError
 
 app = typer.Typer(help="Model versions: list them, promote one to live, roll back.", no_args_is_help=True)
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="config.toml to use (default: $DECIDER_CONFIG, then ./config.toml)"),
-]
 ActorOpt = Annotated[str | None, typer.Option(help="Who is switching (default: $USER)")]
-
-
-def _settings(config: Path | None):  # type: ignore[no-untyped-def]
-    from decider.cli import settings_or_exit
-
-    return settings_or_exit(config)
 
 
 def _engine(settings):  # type: ignore[no-untyped-def]
@@ -28,12 +19,6 @@ def _engine(settings):  # type: ignore[no-untyped-def]
 
     upgrade(settings.database_url)  # the history lives in the database: make sure its table is there
     return make_engine(settings.database_url)
-
-
-def _fail(message: str) -> typer.Exit:
-    from decider.cli import fail
-
-    return fail(message)
 
 
 def _pct(value: float | None) -> str:
@@ -46,7 +31,7 @@ def list_models(config: ConfigOpt = None) -> None:
     from decider.registry import deploy, stats
     from decider.registry.views import utc_minutes
 
-    settings = _settings(config)
+    settings = settings_or_exit(config)
     engine = _engine(settings)
     with engine.connect() as conn:
         live = deploy.live_state(conn, settings).model_id
@@ -67,7 +52,7 @@ def list_models(config: ConfigOpt = None) -> None:
 def _switch(config: Path | None, target: str | None, actor: str | None) -> None:
     from decider.registry import deploy
 
-    settings = _settings(config)
+    settings = settings_or_exit(config)
     engine = _engine(settings)
     if target is not None:
         with engine.connect() as conn:
@@ -80,7 +65,7 @@ def _switch(config: Path | None, target: str | None, actor: str | None) -> None:
     try:
         old, new = deploy.switch(engine, settings, target=target, actor=actor or deploy.default_actor())
     except DeciderError as exc:
-        raise _fail(f"{exc.message}; the live model is unchanged") from None
+        raise fail(f"{exc.message}; the live model is unchanged") from None
     finally:
         engine.dispose()
     typer.echo(f"live: {old} -> {new} (running servers follow within "
@@ -105,7 +90,7 @@ def show_history(config: ConfigOpt = None, limit: int = 20) -> None:
     """The most recent switches: when, to which version, from which, by whom."""
     from decider.registry import deploy
 
-    settings = _settings(config)
+    settings = settings_or_exit(config)
     engine = _engine(settings)
     with engine.connect() as conn:
         for s in deploy.history(conn, limit):
