@@ -30,15 +30,19 @@ log = logging.getLogger("decider.automation")
 ConfigHook = Callable[[Runtime, Settings], object]  # what a hook returns is ignored
 TickHook = Callable[[Runtime], None]
 SETTLE_SECONDS = 0.2  # a file younger than this may be half written: look again once it has settled
-RESTART_ONLY = ("max_body_bytes", "secret_key", "access_log")  # server keys read once, at start
+RESTART_ONLY = ("max_body_bytes", "secret_key", "access_log", "header_limit_bytes", "header_timeout_seconds",
+                "body_timeout_seconds", "keep_alive_seconds", "docs")  # server keys read once, at start
 
 
 def keep_restart_only(old: Settings, new: Settings) -> tuple[Settings, list[str]]:
-    """Settings read once at start keep their old value; return the keys that wait for a restart."""
+    """Settings read once at start keep their old value; return the keys that wait for a restart.
+    `models.dir` is one: models are loaded by name from the folder the server started with."""
     waiting = ["database.url"] if new.database != old.database else []
+    waiting += ["models.dir"] if new.models_dir != old.models_dir else []
     kept = {key: getattr(old.server, key) for key in RESTART_ONLY}
     waiting += [f"server.{key}" for key, value in kept.items() if getattr(new.server, key) != value]
-    settings = new.model_copy(update={"database": old.database, "server": new.server.model_copy(update=kept)})
+    settings = new.model_copy(update={"database": old.database, "server": new.server.model_copy(update=kept),
+                                      "models": new.models.model_copy(update={"dir": old.models.dir})})
     return settings, waiting
 
 
@@ -96,6 +100,12 @@ class Watcher:
             return False
         if waiting:
             log.warning("config %s: %s changed; that takes effect on restart", self.path, ", ".join(waiting))
+            # Reported by /readyz until a restart (or undoing the edit): the file says what is not in force.
+            serving = f", serving models from {new.models_dir}" if "models.dir" in waiting else ""
+            self.runtime.problems["restart"] = (f"config {self.path}: {', '.join(waiting)} changed; that takes "
+                                                f"effect on restart; until then the values read at start hold{serving}")
+        else:
+            self.runtime.problems.pop("restart", None)
         self.apply(new)
         # After the switch, so a hook and anything it races with read the same, new settings.
         for hook in self.on_config:

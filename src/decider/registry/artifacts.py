@@ -1,12 +1,15 @@
 """Load a model version from `models/`, refusing anything that fails decider's checks.
 
-The checks run before a single byte is turned into an object: the artifact must match the sha256 on its
-card, and every type in it must be on decider's own allow-list (never the list the file declares).
+The checks run before a single byte is turned into an object: the id must be a model name (never a path),
+the artifact and its card (symlinks resolved) must lie inside the models folder, the card must carry the
+same id, the artifact must match the sha256 on its card, and every type in it must be on decider's own
+allow-list (never the list the file declares). `load` is the one place every path to a model goes through.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import zipfile
 from dataclasses import dataclass
@@ -18,6 +21,7 @@ import skops.io as sio
 
 from decider.errors import ModelRefused
 from decider.registry.cards import card_path, read_card
+from decider.registry.names import name_problem
 
 # The types decider itself trusts inside an artifact. Anything else is refused.
 TRUSTED_TYPES: tuple[str, ...] = (
@@ -62,10 +66,11 @@ def available(models_dir: Path) -> list[str]:
     return sorted(p.stem for p in models_dir.glob("*.skops") if card_path(p).exists())
 
 
-def artifact_types(path: Path) -> set[str]:
-    """Every `module.Class` named in the artifact's schema, read without loading anything."""
+def artifact_types(path: Path, data: bytes | None = None) -> set[str]:
+    """Every `module.Class` named in the artifact's schema (of `data`, its bytes, when given), read without
+    loading anything."""
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(io.BytesIO(data) if data is not None else path) as archive:
             schema = json.loads(archive.read("schema.json"))
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
         raise ModelRefused(f"{path.name}: not a skops artifact ({exc})") from None
@@ -86,24 +91,52 @@ def artifact_types(path: Path) -> set[str]:
 
 
 def load(models_dir: Path, model_id: str) -> LoadedModel:
-    """Verify and load one version; raise ModelRefused with a message a person can act on."""
+    """Verify and load one version; raise ModelRefused with a message a person can act on.
+
+    Start-up (`runtime.deployment_from`), config reloads and promote/rollback (`deploy`) all load through
+    here, so these checks cannot be bypassed: a name, never a path; files inside `models_dir`; a card that
+    describes this file; the sha256; the trusted types. The artifact is read once and every check and the
+    load itself use those same bytes, so a file swapped in between is not what gets loaded.
+    """
+    problem = name_problem(model_id)
+    if problem:
+        raise ModelRefused(f"model {model_id!r}: {problem}; use the id `decider models list` shows")
     artifact = models_dir / f"{model_id}.skops"
     card_file = card_path(artifact)
-    if not artifact.exists() or not card_file.exists():
+    if not artifact.exists() or not card_file.exists():  # a dangling symlink counts as missing
         known = ", ".join(available(models_dir)) or "none"
         raise ModelRefused(f"model {model_id!r}: no artifact and card in {models_dir} (available: {known})")
-    card = read_card(card_file)
-    digest = hashlib.sha256(artifact.read_bytes()).hexdigest()
+    root = models_dir.resolve()
+    artifact_real, card_real = artifact.resolve(), card_file.resolve()
+    for path, real in ((artifact, artifact_real), (card_file, card_real)):
+        if not real.is_relative_to(root):
+            raise ModelRefused(
+                f"model {model_id!r}: {path.name} resolves to {real}, outside the models folder {root}; "
+                f"models are served only from inside it: copy the file there instead of linking to it"
+            )
+    try:
+        card = read_card(card_real)
+        data = artifact_real.read_bytes()
+    except (OSError, ValueError) as exc:  # unreadable, or a card that is not JSON
+        raise ModelRefused(f"model {model_id!r}: could not read {card_file.name} or {artifact.name}: {exc}") from None
+    if not isinstance(card, dict):
+        raise ModelRefused(f"model {model_id!r}: {card_file.name} is not a model card (a JSON object)")
+    digest = hashlib.sha256(data).hexdigest()
     if digest != card.get("sha256"):
         raise ModelRefused(
             f"model {model_id!r}: artifact sha256 {digest[:12]}… does not match its card "
             f"({str(card.get('sha256'))[:12]}…); refusing a file that changed after training"
         )
-    untrusted = (artifact_types(artifact) | set(sio.get_untrusted_types(file=artifact))) - set(TRUSTED_TYPES)
+    untrusted = (artifact_types(artifact, data) | set(sio.get_untrusted_types(data=data))) - set(TRUSTED_TYPES)
     if untrusted:
         raise ModelRefused(f"model {model_id!r}: contains types decider does not trust: {sorted(untrusted)}")
+    if card.get("id") != model_id:
+        raise ModelRefused(
+            f"model {model_id!r}: its card {card_file.name} says id {card.get('id')!r}, not {model_id!r}; "
+            f"a card must describe the file it sits beside: give both files the card's id, or retrain"
+        )
     try:
-        estimator = sio.load(artifact, trusted=list(TRUSTED_TYPES))
+        estimator = sio.loads(data, trusted=list(TRUSTED_TYPES))
     except Exception as exc:  # skops raises several types; all mean "will not serve"
         raise ModelRefused(f"model {model_id!r}: could not be loaded: {exc}") from None
     model = LoadedModel(id=model_id, card=card, estimator=estimator)
