@@ -1,6 +1,7 @@
 """`decider report`: the monitoring figures as one self-contained HTML file, for a schedule to mail or archive.
 
-The stylesheet and Chart.js are inlined, so the file makes no request when opened.
+The stylesheet, Chart.js and the script that draws the charts (static/monitoring.js, the one the /monitoring page
+loads) are inlined, so the file makes no request when opened.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def render_report(fig: dict, *, database: str) -> str:
     env = Environment(loader=FileSystemLoader(PROJECT_ROOT / "templates"), autoescape=select_autoescape())
     return env.get_template("report.html").render(
         fig=fig, database=database, generated=now().isoformat(),
-        css=(STATIC / "decider.css").read_text(), chart_js=(STATIC / "vendor" / "chart.umd.min.js").read_text())
+        css=(STATIC / "decider.css").read_text(), chart_js=(STATIC / "vendor" / "chart.umd.min.js").read_text(),
+        monitoring_js=(STATIC / "monitoring.js").read_text())
 
 
 def write_report(*, settings: Settings, since: datetime | None, until: datetime | None, out: Path,
