@@ -1,16 +1,31 @@
-"""HTTP plumbing: error answers (JSON on /api, a page elsewhere), the body limit, page-only sessions."""
+"""HTTP plumbing: error answers (JSON on /api, a page elsewhere), the body limit, page-only sessions.
+
+Every error the API, health and metrics paths answer is JSON `{"detail": ..., "field": ...}` (`field` null
+where no field is to blame): decider's own errors, invalid input, Starlette's 404 and 405, and unexpected
+exceptions (500, logged with their traceback). A body that cannot be parsed as JSON at all (not JSON, not
+UTF-8, nested too deep) is a 422 with `field: "body"`, like any other invalid input.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from decider.errors import DeciderError
+
+log = logging.getLogger("decider")
+# FastAPI's answer (a 400 naming no field) when reading the body fails other than by a JSON syntax error.
+BODY_PARSE_DETAIL = "There was an error parsing the body"
+METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 def field_of(loc: tuple) -> str:
@@ -34,6 +49,30 @@ def for_people(request: Request) -> bool:
     return not request.url.path.startswith(("/api/", "/healthz", "/readyz", "/metrics", "/docs", "/openapi"))
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route on this path accepts (FastAPI's 405 names only the first route's), asked of
+    the routes themselves with a bare scope per method, so included routers and mounts answer too."""
+    base = {"type": "http", "path": request.scope["path"], "root_path": request.scope.get("root_path", ""),
+            "headers": [], "query_string": b""}
+    return [method for method in METHODS
+            if any(route.matches({**base, "method": method})[0] == Match.FULL for route in request.app.router.routes)]
+
+
+def body_parse_message(exc: BaseException) -> str:
+    """Why a body FastAPI could not read is refused, from the exception that stopped it."""
+    cause = exc.__cause__
+    if isinstance(cause, UnicodeError):
+        return "body: not valid JSON (not UTF-8 text)"
+    if isinstance(cause, RecursionError):
+        return "body: not valid JSON (nested too deep)"
+    return "body: could not be parsed"
+
+
+def json_error(detail: str, status_code: int, field: str | None = None,
+               headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail, "field": field}, status_code, headers=headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DeciderError)
     async def _decider_error(request: Request, exc: DeciderError) -> Response:
@@ -55,6 +94,46 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": message, "field": field, "errors": [
             {"field": validation_message(e)[0], "message": validation_message(e)[1]} for e in errors
         ]}, 422)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> Response:
+        """Starlette's own errors (no route, wrong method, an unreadable body) in decider's format."""
+        status, field, headers = exc.status_code, None, dict(exc.headers or {})
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Error"
+        detail = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else None
+        if status == 400 and exc.detail == BODY_PARSE_DETAIL:
+            # Not UTF-8, or nested deeper than the JSON parser goes: invalid JSON, so the 422 of invalid JSON.
+            status, field, detail = 422, "body", body_parse_message(exc)
+        elif status == 404:
+            detail = detail or f"{request.url.path}: no such page or API route"
+        elif status == 405:
+            allowed = allowed_methods(request) or [m.strip() for m in headers.get("Allow", "").split(",") if m]
+            headers["Allow"] = ", ".join(allowed)
+            detail = detail or f"{request.method} is not allowed on {request.url.path} (allowed: {headers['Allow']})"
+        detail = detail or phrase
+        if for_people(request):
+            from decider.web.pages import error_page
+
+            response = error_page(request, detail, status)
+            response.headers.update({k: v for k, v in headers.items() if k.lower() == "allow"})
+            return response
+        return json_error(detail, status, field, headers or None)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        """A bug: log it with its traceback, answer 500 without details (they could leak secrets)."""
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        if for_people(request) and "session" in request.scope:
+            from decider.web.pages import error_page
+
+            try:
+                return error_page(request, "Something went wrong on our side; it has been logged.", 500)
+            except Exception:  # the page itself failed: still answer, in the API's format
+                log.exception("the error page failed too")
+        return json_error("internal error", 500)
 
 
 class BodyLimit:

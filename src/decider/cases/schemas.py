@@ -8,6 +8,8 @@ from typing import Annotated
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
+from decider.fields import Text
+
 # Case ids fit a signed 64-bit integer on every engine: larger ones are a 422, never a driver overflow.
 CaseId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The case id")]
 
@@ -18,11 +20,11 @@ FeatureValue = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 class CaseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    features: dict[str, FeatureValue] = Field(
+    features: dict[Text, FeatureValue] = Field(
         description="Feature values by name, exactly the features the live model takes.",
         examples=[{"sepal length (cm)": 5.1, "petal width (cm)": 0.2}],
     )
-    key: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")] | None = Field(
+    key: Annotated[Text, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")] | None = Field(
         default=None,
         description="Your own id for the case. Submitting the same key again returns the stored case "
         "instead of a new one; rollout and canary shares are drawn from it, so a case always lands the "
