@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 from decider.app import create_app
-from decider.auth.service import add_user, create_api_key
+from decider.auth.service import add_user, create_api_key, create_review_token
 from decider.config import Settings, load_settings
 from decider.db import make_engine, upgrade
 
@@ -72,9 +72,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(config: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Iterator[str]:
+def server(config: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = (),
+           seconds: float = 60) -> Iterator[str]:
     """`decider serve` as a real process on a free port (`args` added, e.g. `--workers 2`); yields its base URL.
-    The process's output goes to `server-PORT.log` beside the config file."""
+    The process's output goes to `server-PORT.log` beside the config file. `seconds` bounds the start-up: on
+    a loaded 2-core machine importing the app has taken 13 s per process."""
     port = free_port()
     log = config.parent / f"server-{port}.log"
     with log.open("w") as out:
@@ -84,7 +86,7 @@ def server(config: Path, env: dict[str, str] | None = None, args: tuple[str, ...
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until_up(base, proc, log)
+        wait_until_up(base, proc, log, seconds)
         yield base
     finally:
         proc.terminate()
@@ -105,6 +107,35 @@ def seed_credentials(settings: Settings) -> str:
         session.commit()
     engine.dispose()
     return key
+
+
+_tokens: dict[tuple[str, str], str] = {}
+
+
+def review_headers(where: TestClient | Settings, name: str = "alice") -> dict[str, str]:
+    """Headers with `name`'s personal review token, made once per database (a new one would replace it)."""
+    engine = where.app.state.runtime.engine if isinstance(where, TestClient) else None  # type: ignore[attr-defined]
+    url = str(engine.url) if engine is not None else where.database_url  # type: ignore[union-attr]
+    if (url, name) not in _tokens:
+        own = engine is None
+        engine = engine or make_engine(url)
+        with Session(engine) as session:
+            _tokens[(url, name)] = create_review_token(session=session, user_name=name)
+            session.commit()
+        if own:
+            engine.dispose()
+    return {"Authorization": f"Bearer {_tokens[(url, name)]}"}
+
+
+def add_reviewers(settings: Settings, names: list[str]) -> dict[str, dict[str, str]]:
+    """More reviewer logins, each with the headers of their own review token."""
+    engine = make_engine(settings.database_url)
+    with Session(engine) as session:
+        for name in names:
+            add_user(session=session, name=name, password=PASSWORD, role="reviewer")
+        session.commit()
+    engine.dispose()
+    return {name: review_headers(settings, name) for name in names}
 
 
 def model_versions(tmp: Path) -> Path:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from decider.cases.tables import Case
 from decider.policy import Level, Policy, route
-from helpers import AMBIGUOUS, PASSWORD, SETOSA, api, settings_for, submit
+from helpers import AMBIGUOUS, PASSWORD, SETOSA, api, review_headers, settings_for, submit
 
 CASE = Case.__table__  # type: ignore[attr-defined]
 
@@ -47,7 +47,7 @@ def test_audited_cases_keep_the_model_decision_and_wait_for_a_blind_review(tmp_p
 
         # The reviewer's API view and page hide what the model said.
         case_id = next(a["id"] for a in answers if a["id"] in set(audited) and a["prediction"] == "versicolor")
-        seen = client.post(f"/api/v1/review/cases/{case_id}/claim", json={"reviewer": "alice"}, headers=h).json()
+        seen = client.post(f"/api/v1/review/cases/{case_id}/claim", headers=review_headers(client)).json()
         assert seen["probabilities"] is seen["prediction"] is seen["confidence"] is seen["decision"] is None
         login(client, "alice")
         page = client.get(f"/review/cases/{case_id}").text
@@ -59,7 +59,7 @@ def test_audited_cases_keep_the_model_decision_and_wait_for_a_blind_review(tmp_p
 
         # The label is recorded beside the model's decision, which stands.
         resolved = client.post(f"/api/v1/review/cases/{case_id}/resolve",
-                               json={"reviewer": "alice", "label": "virginica"}, headers=h)
+                               json={"label": "virginica"}, headers=review_headers(client))
         assert resolved.status_code == 200, resolved.text
         after = client.get(f"/api/v1/cases/{case_id}", headers=h).json()
         assert (after["decision"], after["decided_by"]) == ("versicolor", "model")

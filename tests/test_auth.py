@@ -8,7 +8,8 @@ import sys
 import pytest
 from sqlalchemy import select, update
 
-from decider.auth.tables import User
+from decider.auth.tables import LoginThrottle, User
+from decider.web.pages import LOGIN_REFUSED
 from helpers import AMBIGUOUS, api, settings_for, submit
 from review_helpers import csrf_of, logged_in, login
 
@@ -87,19 +88,20 @@ def test_wrong_password_and_unknown_name_look_alike(tmp_path, sqlite_url):
     with api(settings_for(tmp_path, sqlite_url)) as (client, _):
         wrong, unknown = login(client, "alice", "nope nope nope"), login(client, "mallory", "nope nope nope")
         assert wrong.status_code == unknown.status_code == 401
-        assert "wrong name or password" in wrong.text and "wrong name or password" in unknown.text
+        assert LOGIN_REFUSED in wrong.text and LOGIN_REFUSED in unknown.text
 
 
 def test_lockout_after_repeated_bad_passwords(tmp_path, sqlite_url):
     with api(settings_for(tmp_path, sqlite_url, extra=LOCKOUT)) as (client, _):
         for _ in range(3):
             assert login(client, "alice", "not the password").status_code == 401
-        locked = login(client, "alice")  # the right password, but too late
-        assert locked.status_code == 401 and "too many failed logins" in locked.text
+        locked = login(client, "alice")  # the right password, but too late: the same answer as a wrong one
+        assert locked.status_code == 401 and LOGIN_REFUSED in locked.text
         assert login(client, "bob").status_code == 303  # other accounts are unaffected
         engine = client.app.state.runtime.engine
-        with engine.begin() as conn:  # the lock-out ends (instead of waiting ten minutes in a test)
-            conn.execute(update(User).where(User.name == "alice").values(locked_until=None))
+        with engine.begin() as conn:  # the wait ends (instead of waiting ten minutes in a test)
+            conn.execute(update(LoginThrottle).values(blocked_until=None))
+        client.app.state.login_gate.memory.clear()  # what the process remembered of the wait, too
         assert login(client, "alice").status_code == 303
 
 

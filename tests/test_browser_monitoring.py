@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from decider.cases.service import CASE
 from decider.config import load_settings
 from decider.db import make_engine, now
-from helpers import PASSWORD, seed_credentials, server, write_config
+from helpers import PASSWORD, review_headers, seed_credentials, server, write_config
 
 pytestmark = pytest.mark.browser
 DAYS = 5
@@ -33,7 +33,7 @@ CHARTS_JS = """() => [...document.querySelectorAll('canvas[data-chart]')].map(c 
 })"""
 
 
-def feed(base: str, headers: dict[str, str], db_url: str) -> None:
+def feed(base: str, headers: dict[str, str], db_url: str, reviewer: dict[str, str]) -> None:
     """Five days of cases: like training at first, shifted over the last two; some reviewed, some with
     outcomes. Cases are sent now, then their timestamps spread back over the days in the database."""
     rng = np.random.default_rng(3)
@@ -47,10 +47,9 @@ def feed(base: str, headers: dict[str, str], db_url: str) -> None:
             case = client.post("/api/v1/cases", json={"features": features}).json()
             truth = labels[species] if rng.random() < 0.9 else labels[(species + 1) % 3]
             if case["status"] == "pending" and rng.random() < 0.7:
-                body = {"reviewer": "alice"}
-                client.post(f"/api/v1/review/cases/{case['id']}/claim", json=body).raise_for_status()
+                client.post(f"/api/v1/review/cases/{case['id']}/claim", headers=reviewer).raise_for_status()
                 label = case["prediction"] if rng.random() < 0.75 else truth
-                client.post(f"/api/v1/review/cases/{case['id']}/resolve", json=body | {"label": label})
+                client.post(f"/api/v1/review/cases/{case['id']}/resolve", json={"label": label}, headers=reviewer)
             if rng.random() < 0.5:
                 client.post(f"/api/v1/cases/{case['id']}/outcome", json={"label": truth}).raise_for_status()
     engine = make_engine(db_url)
@@ -70,7 +69,7 @@ def test_monitoring_page_draws_every_chart(tmp_path, browser):
     config = write_config(tmp_path, db_url)
     key = seed_credentials(load_settings(config))
     with server(config) as base:
-        feed(base, {"Authorization": f"Bearer {key}"}, db_url)
+        feed(base, {"Authorization": f"Bearer {key}"}, db_url, review_headers(load_settings(config)))
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         requests: list[str] = []
         page.on("request", lambda r: requests.append(r.url))

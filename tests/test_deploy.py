@@ -27,7 +27,7 @@ from decider.registry import deploy
 from decider.registry.cards import card_path
 from decider.registry.training import iris_dataset
 from decider.runtime import Runtime
-from helpers import SETOSA, api, model_versions, seed_credentials, server, write_config
+from helpers import SETOSA, api, model_versions, review_headers, seed_credentials, server, write_config
 
 FAST = "[server]\nreload_seconds = 0.3\n"
 AMBIGUOUS_ISH = {"sepal length (cm)": 6.1, "petal width (cm)": 1.5}
@@ -156,6 +156,7 @@ def test_refused_switches_leave_the_old_model_serving(tmp_path, sqlite_url):
     config = write_config(tmp_path, sqlite_url, models_dir=models, extra=FAST)
     key = seed_credentials(load_settings(config))
     headers = {"Authorization": f"Bearer {key}"}
+    admin = review_headers(load_settings(config), "root")
     tamper(models, "iris-v2")
     for target, reason in (("iris-v2", "does not match its card"), ("iris-v3", "clients send"),
                            ("iris-v9", "does not trust"), ("nope-v1", "no artifact and card")):
@@ -178,8 +179,9 @@ def test_refused_switches_leave_the_old_model_serving(tmp_path, sqlite_url):
         # The same refusal when the switch comes from a config edit the running server picks up.
         config.write_text(config.read_text().replace('live = "iris-v1"', 'live = "iris-v2"'))
         ready = wait_for(lambda: (r := httpx.get(base + "/readyz")).status_code == 503 and r.json())
-        assert "does not match its card" in ready["problems"]["models"]
-        assert "still serving 'iris-v1'" in ready["problems"]["models"]
+        assert ready == {"status": "not ready", "reasons": ["a model switch was refused"]}
+        problem = httpx.get(base + "/api/v1/models", headers=admin).json()["deployment"]["problem"]
+        assert "does not match its card" in problem and "still serving 'iris-v1'" in problem
         for _ in range(5):
             r = httpx.post(base + "/api/v1/cases", json={"features": SETOSA}, headers=headers)
             assert r.status_code == 201 and r.json()["model_version"] == "iris-v1"

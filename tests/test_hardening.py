@@ -14,7 +14,7 @@ from decider.cases.tables import Case
 from decider.config import ConfigError, load_settings
 from decider.errors import InvalidInput
 from decider.runtime import Runtime
-from helpers import AMBIGUOUS, SETOSA, api, settings_for
+from helpers import AMBIGUOUS, SETOSA, api, review_headers, settings_for
 
 EXTREME = {"sepal length (cm)": 1e308, "petal width (cm)": -1e308}  # finite, but the model overflows
 
@@ -53,13 +53,14 @@ def test_one_bad_submission_does_not_fail_its_batch(tmp_path, sqlite_url):
                                   "/api/v1/cases/0"])
 def test_case_ids_out_of_range_are_422(tmp_path, sqlite_url, path):
     with api(settings_for(tmp_path, sqlite_url)) as (client, h):
-        response = client.get(path, headers=h)
+        response = client.get(path, headers=review_headers(client) if "/review/" in path else h)
         assert response.status_code == 422 and response.json()["field"] == "path.case_id"
 
 
 def test_monitoring_window_at_the_edge_of_time_is_422(tmp_path, sqlite_url):
     with api(settings_for(tmp_path, sqlite_url)) as (client, h):
-        response = client.get("/api/v1/monitoring", params={"since": "0001-01-01T00:00:00+01:00"}, headers=h)
+        admin = review_headers(client, "root")
+        response = client.get("/api/v1/monitoring", params={"since": "0001-01-01T00:00:00+01:00"}, headers=admin)
         assert response.status_code == 422 and "out of range" in response.json()["detail"]
 
 

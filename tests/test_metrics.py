@@ -15,6 +15,7 @@ from helpers import (
     SETOSA,
     api,
     free_port,
+    review_headers,
     seed_credentials,
     settings_for,
     submit,
@@ -47,9 +48,9 @@ def test_counters_move_as_cases_flow(tmp_path, db_url):
         client.get("/no/such/page")
         mid = scrape(client.get("/metrics").text)
         for case, label in ((sure, "virginica"), (unsure, "versicolor")):  # overturn the audit; decide
-            body = {"reviewer": "alice"}
-            assert client.post(f"/api/v1/review/cases/{case['id']}/claim", json=body, headers=h).status_code == 200
-            client.post(f"/api/v1/review/cases/{case['id']}/resolve", json=body | {"label": label}, headers=h)
+            alice = review_headers(client)
+            assert client.post(f"/api/v1/review/cases/{case['id']}/claim", headers=alice).status_code == 200
+            client.post(f"/api/v1/review/cases/{case['id']}/resolve", json={"label": label}, headers=alice)
         client.post(f"/api/v1/cases/{sure['id']}/outcome", json={"label": "setosa"}, headers=h)
         response = client.get("/metrics")
         after = scrape(response.text)

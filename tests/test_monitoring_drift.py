@@ -14,7 +14,7 @@ from scipy import stats
 
 from decider.monitoring.drift import class_drift, feature_drift
 from decider.registry.cards import read_card
-from helpers import MODELS, api, settings_for, submit
+from helpers import MODELS, api, review_headers, settings_for, submit
 
 CARD = read_card(MODELS / "iris-v1.json")
 FEATURES = CARD["features"]
@@ -67,14 +67,15 @@ def test_drift_is_flagged_only_after_the_shift(tmp_path, db_url):
     rng = np.random.default_rng(20261125)
     steady, shifted = draw(rng, N), draw(rng, N, SHIFT)
     with api(settings_for(tmp_path, db_url)) as (client, h):
+        admin = review_headers(client, "root")
         for features in steady:
             submit(client, h, features)
-        before = client.get("/api/v1/monitoring", params={"last": N}, headers=h).json()
+        before = client.get("/api/v1/monitoring", params={"last": N}, headers=admin).json()
         between = datetime.now(UTC)
         for features in shifted:
             submit(client, h, features)
-        after = client.get("/api/v1/monitoring", params={"last": N}, headers=h).json()
-        since_shift = client.get("/api/v1/monitoring", params={"since": between.isoformat()}, headers=h).json()
+        after = client.get("/api/v1/monitoring", params={"last": N}, headers=admin).json()
+        since_shift = client.get("/api/v1/monitoring", params={"since": between.isoformat()}, headers=admin).json()
 
     assert before["window"]["cases"] == N and not before["drift"]["flagged"]
     assert not [f for f in before["flags"] if f["figure"].startswith("drift.")]
@@ -156,13 +157,14 @@ def test_empty_live_bins_use_epsilon():
 
 def test_window_parameters_are_checked(tmp_path, sqlite_url):
     with api(settings_for(tmp_path, sqlite_url)) as (client, h):
-        bad = client.get("/api/v1/monitoring", params={"last": 0}, headers=h)
+        admin = review_headers(client, "root")
+        bad = client.get("/api/v1/monitoring", params={"last": 0}, headers=admin)
         assert bad.status_code == 422 and bad.json()["field"] == "query.last"
-        bad = client.get("/api/v1/monitoring", params={"since": "yesterday"}, headers=h)
+        bad = client.get("/api/v1/monitoring", params={"since": "yesterday"}, headers=admin)
         assert bad.status_code == 422 and bad.json()["field"] == "query.since"
         bad = client.get("/api/v1/monitoring",
-                         params={"since": "2026-01-02", "until": "2026-01-01"}, headers=h)
+                         params={"since": "2026-01-02", "until": "2026-01-01"}, headers=admin)
         assert bad.status_code == 422 and bad.json()["field"] == "query.since"
         assert client.get("/api/v1/monitoring").status_code == 401
-        empty = client.get("/api/v1/monitoring", params={"since": "2026-01-01", "bucket": "day"}, headers=h)
+        empty = client.get("/api/v1/monitoring", params={"since": "2026-01-01", "bucket": "day"}, headers=admin)
         assert empty.status_code == 200 and empty.json()["window"]["cases"] == 0

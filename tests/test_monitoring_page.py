@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 
-from helpers import AMBIGUOUS, PASSWORD, SETOSA, api, settings_for, submit
+from helpers import AMBIGUOUS, PASSWORD, SETOSA, api, review_headers, settings_for, submit
 
 
 def log_in(client, name: str) -> None:  # type: ignore[no-untyped-def]
@@ -44,7 +44,7 @@ def test_page_shows_charts_tables_and_the_same_figures_as_the_api(tmp_path, sqli
             assert f'id="{table}"' in html
         assert '<script src="/static/vendor/chart.umd.min.js">' in html
         shown = embedded_figures(html)
-        api_fig = client.get("/api/v1/monitoring", headers=h).json()
+        api_fig = client.get("/api/v1/monitoring", headers=review_headers(client, "root")).json()
         assert shown["window"]["cases"] == api_fig["window"]["cases"] == 5
         assert shown["quality"] == api_fig["quality"] and shown["outputs"] == api_fig["outputs"]
         narrowed = embedded_figures(client.get("/monitoring", params={"last": "2", "bucket": "hour"}).text)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from helpers import AMBIGUOUS, SETOSA, api, settings_for, submit
+from helpers import AMBIGUOUS, SETOSA, api, review_headers, settings_for, submit
 
 # (features, audit/review label or None, outcome or None). At `partial` with audit_rate 1, SETOSA is decided
 # "setosa" by the model and sent to a blind audit; AMBIGUOUS is queued with the suggestion "versicolor".
@@ -26,10 +26,10 @@ EXPECTED = {
 }
 
 
-def review(client, h, case_id: int, label: str) -> None:  # type: ignore[no-untyped-def]
-    body = {"reviewer": "alice"}
-    assert client.post(f"/api/v1/review/cases/{case_id}/claim", json=body, headers=h).status_code == 200
-    got = client.post(f"/api/v1/review/cases/{case_id}/resolve", json=body | {"label": label}, headers=h)
+def review(client, case_id: int, label: str) -> None:  # type: ignore[no-untyped-def]
+    h = review_headers(client)
+    assert client.post(f"/api/v1/review/cases/{case_id}/claim", headers=h).status_code == 200
+    got = client.post(f"/api/v1/review/cases/{case_id}/resolve", json={"label": label}, headers=h)
     assert got.status_code == 200, got.text
 
 
@@ -38,7 +38,7 @@ def play(client, h) -> list[dict]:  # type: ignore[no-untyped-def]
     for features, label, truth in STREAM:
         case = submit(client, h, features)
         if label:
-            review(client, h, case["id"], label)
+            review(client, case["id"], label)
         if truth:
             got = client.post(f"/api/v1/cases/{case['id']}/outcome", json={"label": truth}, headers=h)
             assert got.status_code == 200
@@ -50,7 +50,7 @@ def test_quality_figures_match_hand_counts(tmp_path, db_url):
     with api(settings_for(tmp_path, db_url, automation="audit_rate = 1.0")) as (client, h):
         cases = play(client, h)
         assert [c["route"] for c in cases] == ["auto"] * 3 + ["queue"] * 4
-        fig = client.get("/api/v1/monitoring", headers=h).json()
+        fig = client.get("/api/v1/monitoring", headers=review_headers(client, "root")).json()
     for key, (correct, n) in EXPECTED.items():
         got = fig["quality"]["overall"][key]
         assert (got["correct"], got["n"]) == (correct, n), key
@@ -70,6 +70,6 @@ def test_quality_figures_match_hand_counts(tmp_path, db_url):
 def test_no_ground_truth_gives_null_figures_with_zero_counts(tmp_path, sqlite_url):
     with api(settings_for(tmp_path, sqlite_url)) as (client, h):
         submit(client, h)
-        fig = client.get("/api/v1/monitoring", headers=h).json()
+        fig = client.get("/api/v1/monitoring", headers=review_headers(client, "root")).json()
     for key in EXPECTED:
         assert fig["quality"]["overall"][key] == {"value": None, "correct": 0, "n": 0}

@@ -13,7 +13,7 @@ from decider.automation import history
 from decider.automation.reload import Watcher
 from decider.db import make_engine
 from decider.policy import Level, Policy, loosenings
-from helpers import AMBIGUOUS, PASSWORD, SETOSA, api, settings_for, submit
+from helpers import AMBIGUOUS, PASSWORD, SETOSA, api, review_headers, settings_for, submit
 
 
 def login(client: TestClient, name: str) -> None:
@@ -54,8 +54,10 @@ def test_policy_api_needs_a_key_and_shows_current_and_history(tmp_path, db_url):
     settings = settings_for(tmp_path, db_url, extra="[server]\nreload_seconds = 0.1")
     with api(settings) as (client, h):
         assert client.get("/api/v1/policy").status_code == 401
-        wait_until(lambda: client.get("/api/v1/policy", headers=h).json()["history"])
-        body = client.get("/api/v1/policy", headers=h).json()
+        admin = review_headers(client, "root")
+        assert client.get("/api/v1/policy", headers=h).status_code == 403  # a client key reads no policy
+        wait_until(lambda: client.get("/api/v1/policy", headers=admin).json()["history"])
+        body = client.get("/api/v1/policy", headers=admin).json()
         runtime = client.app.state.runtime
         assert body["version"] == runtime.policy.version and body["content"]["level"] == "partial"
         assert body["rejected_edit"] is None
@@ -64,8 +66,8 @@ def test_policy_api_needs_a_key_and_shows_current_and_history(tmp_path, db_url):
         assert submit(client, h, SETOSA)["policy_version"] == runtime.policy.version
 
         edit(settings.config_path, 'level = "partial"', 'level = "human_only"')
-        wait_until(lambda: len(client.get("/api/v1/policy", headers=h).json()["history"]) == 2)
-        body = client.get("/api/v1/policy", headers=h).json()
+        wait_until(lambda: len(client.get("/api/v1/policy", headers=admin).json()["history"]) == 2)
+        body = client.get("/api/v1/policy", headers=admin).json()
         assert [c["content"]["level"] for c in body["history"]] == ["human_only", "partial"]
         assert body["history"][0]["replay"] is None  # tighter: nothing to guard
         assert submit(client, h, SETOSA)["policy_version"] == body["version"]
@@ -98,9 +100,9 @@ def test_guard_replays_old_and_new_on_recent_labelled_cases(tmp_path, db_url):
             assert submit(client, h, SETOSA)["route"] == "auto"
         queued = [submit(client, h, AMBIGUOUS)["id"] for _ in range(4)]
         for case_id, label in zip(queued, ["versicolor", "versicolor", "virginica", "versicolor"], strict=True):
-            client.post(f"/api/v1/review/cases/{case_id}/claim", json={"reviewer": "alice"}, headers=h)
+            client.post(f"/api/v1/review/cases/{case_id}/claim", headers=review_headers(client))
             done = client.post(f"/api/v1/review/cases/{case_id}/resolve",
-                               json={"reviewer": "alice", "label": label}, headers=h)
+                               json={"label": label}, headers=review_headers(client))
             assert done.status_code == 200, done.text
     # The server has stopped (and its watcher with it): from here this test runs the watcher's rounds.
     runtime.engine = make_engine(settings.database_url)

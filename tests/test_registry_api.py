@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 
 from decider.cases.tables import Case, ShadowPrediction
 from decider.config import load_settings
-from helpers import AMBIGUOUS, SETOSA, api, model_versions, submit, write_config
+from helpers import AMBIGUOUS, SETOSA, api, model_versions, review_headers, submit, write_config
 from review_helpers import login
 
 DEPLOYED = 'candidate = "iris-v2"\ncanary_percent = 40\nshadow = ["iris-v4"]'
@@ -63,7 +63,7 @@ def test_models_api_reports_roles_and_figures_per_version(tmp_path, db_url):
         with engine.begin() as conn:  # people label some cases and report some outcomes
             conn.execute(update(Case).where(Case.id % 3 == 0).values(review_label="versicolor"))
             conn.execute(update(Case).where(Case.id % 4 == 0).values(outcome="setosa"))
-        body = client.get("/api/v1/models", headers=h).json()
+        body = client.get("/api/v1/models", headers=review_headers(client, "root")).json()
         want = expected(engine)
 
     assert body["deployment"] == {"live": "iris-v1", "candidate": "iris-v2", "canary_percent": 40.0,

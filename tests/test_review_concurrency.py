@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from decider.cases.service import CASE, EVENT
 from decider.config import load_settings
 from decider.db import make_engine
-from helpers import seed_credentials, server, write_config
+from helpers import add_reviewers, seed_credentials, server, write_config
 
 pytestmark = pytest.mark.slow
 CASES, REVIEWERS = 500, 8
@@ -44,16 +44,16 @@ def review(base: str, headers: dict[str, str], name: str) -> dict[str, list]:
     with httpx.Client(base_url=base, headers=headers, timeout=60) as http:
         while True:
             sort = rng.choice(["age", "confidence"])
-            claim = http.post("/api/v1/review/claim", json={"reviewer": name, "sort": sort})
+            claim = http.post("/api/v1/review/claim", json={"sort": sort})
             statuses["claim", claim.status_code] += 1
             if claim.status_code == 204:
                 return {"done": done, "refused": refused, "statuses": statuses}
             case_id = claim.json()["id"]
             if rng.random() < 0.1:  # skip: back to the queue for anyone
-                released = http.post(f"/api/v1/review/cases/{case_id}/release", json={"reviewer": name})
+                released = http.post(f"/api/v1/review/cases/{case_id}/release")
                 statuses["release", released.status_code] += 1
                 continue
-            body = {"reviewer": name, "label": rng.choice(LABELS)}
+            body = {"label": rng.choice(LABELS)}
             resolved = http.post(f"/api/v1/review/cases/{case_id}/resolve", json=body)
             statuses["resolve", resolved.status_code] += 1
             if resolved.status_code == 200:
@@ -67,12 +67,13 @@ def test_eight_reviewers_decide_every_case_exactly_once(tmp_path, db_url):
     config = write_config(tmp_path, db_url, level="assist")  # assist: every case is queued
     key = seed_credentials(load_settings(config))
     headers = {"Authorization": f"Bearer {key}"}
+    people = add_reviewers(load_settings(config), [f"reviewer{n}" for n in range(REVIEWERS)])
     with server(config) as base:
         ids = submit_all(base, headers)
         assert len(set(ids)) == CASES
         started = time.monotonic()
         with ThreadPoolExecutor(REVIEWERS) as pool:
-            results = list(pool.map(lambda n: review(base, headers, f"reviewer{n}"), range(REVIEWERS)))
+            results = list(pool.map(lambda n: review(base, people[f"reviewer{n}"], f"reviewer{n}"), range(REVIEWERS)))
         elapsed = time.monotonic() - started
     decided = sum((r["done"] for r in results), [])
     statuses = sum((r["statuses"] for r in results), Counter())

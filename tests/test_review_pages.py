@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from helpers import AMBIGUOUS, SETOSA, api, settings_for, submit
+from helpers import AMBIGUOUS, SETOSA, api, review_headers, settings_for, submit
 from review_helpers import csrf_of, logged_in
 
 OUTSIDE = {"sepal length (cm)": 9.9, "petal width (cm)": 1.6}  # longer sepals than any training flower
@@ -63,7 +63,7 @@ def test_decide_goes_straight_on_to_the_next_case(tmp_path, sqlite_url):
         assert f"Case #{first} decided: virginica." in page
         got = client.get(f"/api/v1/cases/{first}", headers=h).json()
         assert (got["decision"], got["decided_by"]) == ("virginica", "alice")
-        history = client.get(f"/api/v1/review/cases/{first}", headers=h).json()["history"]
+        history = client.get(f"/api/v1/review/cases/{first}", headers=review_headers(client)).json()["history"]
         assert history[-1]["detail"] == {"label": "virginica", "note": "long petals"}
         last = client.post(f"/review/cases/{second}/decide", data={"csrf": token, "label": "setosa"},
                            follow_redirects=False)
@@ -78,14 +78,14 @@ def test_skip_releases_and_opens_another_case(tmp_path, sqlite_url):
         client.get(f"/review/cases/{first}")
         skipped = client.post(f"/review/cases/{first}/skip", data={"csrf": token}, follow_redirects=False)
         assert skipped.headers["location"] == f"/review/cases/{second}"
-        case = client.get(f"/api/v1/review/cases/{first}", headers=h).json()
+        case = client.get(f"/api/v1/review/cases/{first}", headers=review_headers(client)).json()
         assert case["claimed_by"] is None and [e["kind"] for e in case["history"]][-1] == "released"
 
 
 def test_a_case_held_by_someone_else_cannot_be_decided_from_the_page(tmp_path, sqlite_url):
     with api(settings_for(tmp_path, sqlite_url)) as (client, h):
         case_id = submit(client, h, AMBIGUOUS)["id"]
-        client.post("/api/v1/review/claim", json={"reviewer": "bob"}, headers=h)
+        client.post("/api/v1/review/claim", headers=review_headers(client, "bob"))
         token = logged_in(client, "alice")
         page = client.get(f"/review/cases/{case_id}").text
         assert "claimed by bob" in page and 'id="decide-form"' not in page

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from decider.cli import app as cli
 from decider.config import load_settings
-from helpers import api, submit, write_config
+from helpers import api, review_headers, submit, write_config
 
 
 def write_wine_csv(path) -> None:  # type: ignore[no-untyped-def]
@@ -53,6 +53,6 @@ def test_train_a_csv_data_set_and_serve_it(tmp_path, sqlite_url):
             assert set(case["probabilities"]) == {"cultivar_0", "cultivar_1", "cultivar_2"}
         bad = client.post("/api/v1/cases", json={"features": {"petal width (cm)": 1.0}}, headers=h)
         assert bad.status_code == 422 and card["features"][0] in bad.json()["detail"]
-        models_api = client.get("/api/v1/models", headers=h).json()
+        models_api = client.get("/api/v1/models", headers=review_headers(client, "root")).json()
     assert models_api["deployment"]["live"] == "wine-v1"
     assert [v["id"] for v in models_api["versions"]] == ["wine-v1"]

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
@@ -16,6 +15,7 @@ from sqlmodel import Session
 
 from decider import __version__
 from decider.auth.service import shared_secret
+from decider.auth.throttle import LoginGate
 from decider.automation import reload as config_reload
 from decider.automation.views import api_router as policy_api_router
 from decider.automation.views import page_router as policy_page_router
@@ -36,10 +36,28 @@ from decider.registry.views import router as models_page_router
 from decider.review.api import router as review_api_router
 from decider.review.views import router as review_router
 from decider.runtime import Runtime
+from decider.web.headers import SecurityHeaders
 from decider.web.pages import router as pages_router
 
 log = logging.getLogger("decider")
 STATIC_DIR = __file__.rsplit("/", 1)[0] + "/static"
+# Swagger UI from the vendored files, started by a static script: the page has no inline code (see web/headers.py).
+DOCS_HTML = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>decider API</title>
+  <link rel="stylesheet" href="/static/vendor/swagger-ui.css">
+  <link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="/static/vendor/swagger-ui-bundle.js"></script>
+<script src="/static/docs.js"></script>
+</body>
+</html>
+"""
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
@@ -72,14 +90,17 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         description="Submit cases for a scikit-learn model to score; confident ones are decided "
         "automatically, the rest wait for a person. Authenticate with `Authorization: Bearer <API key>`.",
         lifespan=lifespan,
+        openapi_url="/openapi.json" if settings.server.docs else None,  # server.docs = false: both 404
         docs_url=None,  # served below from vendored files: the default loads Swagger UI from a CDN
         redoc_url=None,  # ReDoc would load from a CDN too; one documentation page is enough
     )
     app.state.runtime = runtime
     app.state.ingestor = Ingestor(runtime)
+    app.state.login_gate = LoginGate(settings.review.login_hash_concurrency)
     app.add_middleware(PageSessions, secret_key=secret, https_only=settings.server.secure_cookies)
     # Our own limit rather than FastAPI's max_body_size: its 413 is plain text that names no field.
     app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
+    app.add_middleware(SecurityHeaders)  # CSP and friends on every response, BodyLimit's 413s included
     app.add_middleware(MetricsMiddleware)  # outermost: times everything, labels by route template
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -96,13 +117,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(models_api_router)
     app.include_router(models_page_router)
 
-    @app.get("/docs", include_in_schema=False)
-    def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json", title="decider API",
-            swagger_js_url="/static/vendor/swagger-ui-bundle.js",
-            swagger_css_url="/static/vendor/swagger-ui.css", swagger_favicon_url="/static/favicon.svg",
-        )
+    if settings.server.docs:
+        @app.get("/docs", include_in_schema=False)
+        def docs() -> HTMLResponse:
+            return HTMLResponse(DOCS_HTML)
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> RedirectResponse:
@@ -113,22 +131,22 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         """The process is up."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "Not ready; `reasons` says why"}})
     def readyz(runtime: RuntimeDep) -> JSONResponse:
-        """The database answers and a model is loaded; rejected config edits are reported here."""
-        checks: dict[str, object] = {"model": runtime.deployment.live.id}
-        ok = True
+        """Ready or not, and why in words that name no path, key or value (admins see the details on
+        /admin/policy and /admin/models). A load balancer needs only the status code."""
+        reasons = []
         try:
             with runtime.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
-            checks["database"] = "ok"
-        except Exception as exc:  # any failure here means "not ready", and says why
-            checks["database"] = f"error: {type(exc).__name__}"
-            ok = False
-        if runtime.problems:
-            checks["problems"] = dict(runtime.problems)
-            ok = False
-        return JSONResponse({"status": "ok" if ok else "not ready", **checks}, 200 if ok else 503)
+        except Exception:  # any failure here means "not ready"
+            reasons.append("database unavailable")
+        if "config" in runtime.problems:
+            reasons.append("a config edit was rejected")
+        if "models" in runtime.problems:
+            reasons.append("a model switch was refused")
+        body = {"status": "not ready" if reasons else "ok", "reasons": reasons}
+        return JSONResponse(body, 503 if reasons else 200)
 
     return app
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from sqlmodel import Session
@@ -19,17 +20,19 @@ from decider.registry.cli import app as models_app
 app = typer.Typer(help="Put a trained scikit-learn model to work on real decisions, safely.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 db_app = typer.Typer(help="The database schema (Alembic migrations).", no_args_is_help=True)
-keys_app = typer.Typer(help="API keys for client systems.", no_args_is_help=True)
-users_app = typer.Typer(help="Logins for reviewers and admins.", no_args_is_help=True)
+keys_app = typer.Typer(help="Client keys for client systems (review tokens: decider users token).",
+                       no_args_is_help=True)
+users_app = typer.Typer(help="Logins and review tokens for reviewers and admins.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
 app.add_typer(models_app, name="models")
+T = TypeVar("T")
 
 def session_for(settings: Settings) -> Session:
     from decider.db import make_engine
 
-    return Session(make_engine(settings.database_url))
+    return Session(make_engine(settings.database_url), expire_on_commit=False)
 
 
 @app.command()
@@ -67,8 +70,13 @@ def serve(
         from decider.monitoring.metrics import prepare_multiprocess_dir
 
         prepare_multiprocess_dir()
+    from decider import serving
+
+    serving.configure(settings.server)  # workers (spawned) read the same settings from $DECIDER_CONFIG
+    # Bounded requests (serving.py). uvicorn takes a float keep-alive (it only passes it to call_later).
     uvicorn.run("decider.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                access_log=settings.server.access_log, log_level="info")
+                access_log=settings.server.access_log, log_level="info", http=serving.PROTOCOL,
+                timeout_keep_alive=settings.server.keep_alive_seconds)  # type: ignore[arg-type]
 
 
 @app.command()
@@ -94,6 +102,10 @@ def train(
         raise fail(str(exc)) from None
     out = settings.models_dir
     name = name or (csv.stem if csv else "iris")
+    from decider.registry.names import name_problem
+
+    if problem := name_problem(f"{name}-v1"):
+        raise fail(f"--name {name!r}: {problem}")
     artifact = train_model(data, name=name, version=version or next_version(out, name), out_dir=out,
                            n_features=features)
     from decider.registry.cards import card_path, read_card
@@ -153,29 +165,38 @@ def db_upgrade(config: ConfigOpt = None, revision: str = "head") -> None:
 
 @keys_app.command("create")
 def keys_create(name: str, config: ConfigOpt = None) -> None:
-    """Create an API key; prints the key alone on standard output, once."""
+    """Create a client key (submit cases, read its own, report outcomes); prints the key alone, once."""
     from decider.auth.service import create_api_key
 
-    with session_for(settings_or_exit(config)) as session:
-        try:
-            key = create_api_key(session=session, name=name)
-        except DeciderError as exc:
-            raise fail(exc.message) from None
-        session.commit()
-    typer.echo(key)
+    typer.echo(_in_session(config, lambda session: create_api_key(session=session, name=name)))
+
+
+@keys_app.command("rotate")
+def keys_rotate(name: str, config: ConfigOpt = None) -> None:
+    """Revoke a client's key and print a new one under the same name."""
+    from decider.auth.service import rotate_api_key
+
+    typer.echo(_in_session(config, lambda session: rotate_api_key(session=session, name=name)))
 
 
 @keys_app.command("revoke")
 def keys_revoke(name: str, config: ConfigOpt = None) -> None:
-    """Revoke an API key; clients using it are refused within seconds."""
+    """Revoke a client's key; clients using it are refused within seconds. The name can get a new key."""
     from decider.auth.service import revoke_api_key
 
-    with session_for(settings_or_exit(config)) as session:
-        try:
-            revoke_api_key(session=session, name=name)
-        except DeciderError as exc:
-            raise fail(exc.message) from None
-        session.commit()
+    _in_session(config, lambda session: revoke_api_key(session=session, name=name))
+    typer.echo(f"revoked the key of client {name}", err=True)
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOpt = None) -> None:
+    """Every key and token: name, scope and what it allows, prefix, created, revoked. Never the key itself."""
+    from decider.auth.service import SCOPE_RIGHTS, describe_time, list_keys
+
+    for k in _in_session(config, lambda session: list_keys(session=session)):
+        state = f"revoked {describe_time(k.revoked_at)}" if k.revoked_at else "live"
+        typer.echo(f"{k.name:<24} {k.scope:<7} {k.prefix}…  created {describe_time(k.created_at)}  {state}")
+    typer.echo("scopes: " + "; ".join(f"{scope}: {rights}" for scope, rights in SCOPE_RIGHTS.items()), err=True)
 
 
 @users_app.command("add")
@@ -190,13 +211,71 @@ def users_add(
 
     settings = settings_or_exit(config)
     password = password or typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    _in_session(settings, lambda session: add_user(session=session, name=name, password=password, role=role))
+    typer.echo(f"added {role} {name}", err=True)
+
+
+@users_app.command("token")
+def users_token(name: str, config: ConfigOpt = None) -> None:
+    """Print a personal review token for NAME (replacing their previous one): the review API acts as NAME."""
+    from decider.auth.service import create_review_token
+
+    typer.echo(_in_session(config, lambda session: create_review_token(session=session, user_name=name)))
+
+
+@users_app.command("list")
+def users_list(config: ConfigOpt = None) -> None:
+    """Every login: name, role, enabled or disabled, created."""
+    from decider.auth.service import describe_time, list_users
+
+    for u in _in_session(config, lambda session: list_users(session=session)):
+        state = f"disabled {describe_time(u.disabled_at)}" if u.disabled_at else "enabled"
+        typer.echo(f"{u.name:<24} {u.role:<9} {state:<30} created {describe_time(u.created_at)}")
+
+
+@users_app.command("password")
+def users_password(
+    name: str,
+    config: ConfigOpt = None,
+    password: Annotated[str | None, typer.Option(envvar="DECIDER_NEW_PASSWORD", help="Else asked for")] = None,
+) -> None:
+    """Set a new password (works from this machine when nobody can log in); ends NAME's browser sessions."""
+    from decider.auth.service import set_password
+
+    settings = settings_or_exit(config)
+    password = password or typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    _in_session(settings, lambda session: set_password(session=session, name=name, password=password))
+    typer.echo(f"password of {name} changed; their sessions ended", err=True)
+
+
+@users_app.command("disable")
+def users_disable(name: str, config: ConfigOpt = None) -> None:
+    """Stop NAME logging in: their sessions end and their review token is refused, at once."""
+    from decider.auth.service import set_disabled
+
+    _in_session(config, lambda session: set_disabled(session=session, name=name, disabled=True))
+    typer.echo(f"disabled {name}", err=True)
+
+
+@users_app.command("enable")
+def users_enable(name: str, config: ConfigOpt = None) -> None:
+    """Let a disabled person log in again."""
+    from decider.auth.service import set_disabled
+
+    _in_session(config, lambda session: set_disabled(session=session, name=name, disabled=False))
+    typer.echo(f"enabled {name}", err=True)
+
+
+def _in_session(config: Path | Settings | None, work: Callable[[Session], T]) -> T:
+    """Run `work` in one transaction on the configured database; a refusal exits with its message."""
+    settings = config if isinstance(config, Settings) else settings_or_exit(config)
     with session_for(settings) as session:
         try:
-            add_user(session=session, name=name, password=password, role=role)
+            result = work(session)
         except DeciderError as exc:
             raise fail(exc.message) from None
         session.commit()
-    typer.echo(f"added {role} {name}", err=True)
+        return result
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from pydantic_settings import (
 )
 
 from decider.policy import Level
+from decider.registry.names import ModelName, OptionalModelName
 
 DEFAULT_CONFIG = "config.toml"
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -38,10 +39,11 @@ class DatabaseSettings(Section):
 
 class ModelSettings(Section):
     dir: str = "models"
-    live: str = "iris-v1"
-    candidate: str = ""
+    # Model ids are names of files in `dir`, never paths (registry/names.py): a bad one is a config error.
+    live: ModelName = "iris-v1"
+    candidate: OptionalModelName = ""
     canary_percent: Percent = 0.0
-    shadow: list[str] = []
+    shadow: list[ModelName] = []
     shadow_timeout_ms: Annotated[int, Field(ge=1, le=60_000)] = 200
 
 
@@ -55,8 +57,17 @@ class AutomationSettings(Section):
 
 class ReviewSettings(Section):
     lease_seconds: Annotated[int, Field(ge=10, le=86_400)] = 300
+    # Login throttling (auth/throttle.py): failures allowed per name from one address, and per address for
+    # any names, before each further failure doubles the wait, from lockout_seconds up to lockout_max_seconds.
     max_failed_logins: Annotated[int, Field(ge=1, le=100)] = 5
+    max_failed_logins_per_address: Annotated[int, Field(ge=1, le=10_000)] = 20
     lockout_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
+    lockout_max_seconds: Annotated[int, Field(ge=1, le=86_400)] = 3600
+    # Password checks (argon2, 64 MiB each) run at most this many at once per process; more wait briefly.
+    login_hash_concurrency: Annotated[int, Field(ge=1, le=16)] = 1
+    # A refused login (throttled, or the checks busy) is answered after this pause, which costs the server
+    # nothing and slows a flood from each connection to one attempt per pause.
+    login_refusal_delay_seconds: Annotated[float, Field(ge=0, le=10)] = 1.0
 
 
 class ServerSettings(Section):
@@ -65,6 +76,14 @@ class ServerSettings(Section):
     access_log: bool = False
     secure_cookies: bool = False  # true behind HTTPS: the session cookie is then never sent over plain HTTP
     reload_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
+    # Bounded requests (serving.py): the whole request head, and how long a client may take to send it,
+    # its body, or to start its next request on a kept-alive connection.
+    header_limit_bytes: Annotated[int, Field(ge=1024, le=1_048_576)] = 16_384
+    header_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    body_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
+    keep_alive_seconds: Annotated[float, Field(gt=0, le=300)] = 5.0
+    docs: bool = True  # /docs and /openapi.json; false hides the API description from everyone
+    metrics_token: str = ""  # when set, /metrics requires "Authorization: Bearer <metrics_token>"
 
     @field_validator("secret_key")
     @classmethod
@@ -144,7 +163,8 @@ def describe_validation_error(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         key = ".".join(str(part) for part in err["loc"])
-        secret = err["type"] == "extra_forbidden" or key.startswith(("database", "server.secret_key"))
+        secret = err["type"] == "extra_forbidden" or key.startswith(
+            ("database", "server.secret_key", "server.metrics_token"))
         got = "" if secret else f" (got {err.get('input')!r})"
         lines.append(f"config key {key}: {err['msg']}{got}")
     return "\n".join(lines)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import DateTime, Engine, TypeDecorator, event
+from sqlalchemy import BigInteger, DateTime, Engine, Integer, TypeDecorator, event
 from sqlmodel import Session, SQLModel, create_engine
 
 # Stable constraint names, so migrations can refer to them on every engine. Set before any table exists.
@@ -23,6 +23,10 @@ SQLModel.metadata.naming_convention = {
 }
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# Ids of rows that grow without bound (cases, their events): 64-bit on every engine. SQLite's INTEGER is
+# already 64-bit, and only a column declared exactly INTEGER stays its auto-numbered rowid.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def now() -> datetime:

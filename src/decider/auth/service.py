@@ -1,76 +1,182 @@
-"""API keys for client systems and logins for people. Both kept as hashes, never in the clear."""
+"""API keys for client systems, review tokens and logins for people. All kept as hashes, never in the clear.
+
+Two kinds of bearer credential, each doing only what its holder needs:
+- a client key (`decider keys create NAME`) submits cases, reads its own cases and reports their outcomes;
+- a review token (`decider users token NAME`) belongs to one person and acts as that person on the review
+  API; an admin's token also reads the monitoring, models and policy APIs. The person's role and whether
+  they are still enabled are read from the database on every request.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, delete, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
-from decider.auth.tables import ApiKey, AppSetting, User
+from decider.auth.tables import ApiKey, AppSetting, User, UserSession
 from decider.db import now
-from decider.errors import Conflict, InvalidInput, Unauthorized
+from decider.errors import Conflict, Forbidden, InvalidInput, Unauthorized
 
 ROLES = ("reviewer", "admin")
-KEY_PREFIX = "dk_"
-_hasher = PasswordHasher()
-# A valid key is remembered for a few seconds so the hot path does not query for it every request.
+SCOPES = ("client", "review")
+# What each credential may do, as shown by `decider keys list` and in /docs.
+SCOPE_RIGHTS = {
+    "client": "submit cases; read and list its own cases; report their outcomes",
+    "review": "act as its user on the review API (claim, release, resolve, read); admins also read "
+              "/api/v1/monitoring, /api/v1/models and /api/v1/policy",
+}
+PREFIXES = {"client": "dk_", "review": "dr_"}
+# Names people and systems are known by: shown in histories, so no spaces, markup or control characters.
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
+# Actors decider writes itself (a case `decided_by` "model"; a switch by "config" or "cli:<user>").
+RESERVED_NAMES = {"model", "config"}
+# argon2id at OWASP's recommended strength with one lane (m=46 MiB, t=2, p=1): a check uses one core, never
+# both, so the gate in auth/throttle.py bounds what a login flood can take from API traffic. Hashes made with
+# other parameters still verify, and are upgraded at the next good login.
+_hasher = PasswordHasher(time_cost=2, memory_cost=46 * 1024, parallelism=1)
+# Verified when the name is unknown, so an unknown name costs the same time as a wrong password.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+# A valid client key is remembered for a few seconds so the hot path does not query for it every request.
 _KEY_CACHE_SECONDS = 5.0
 _key_cache: dict[str, tuple[str, float]] = {}
+T_KEY = ApiKey.__table__  # type: ignore[attr-defined]
+T_USER = User.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Person:
+    """A person acting now, as the database says at this moment."""
+
+    id: int
+    name: str
+    role: str
 
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_api_key(*, session: Session, name: str) -> str:
-    """Store a new key's hash and return the key itself: the only time it is ever seen."""
-    if session.exec(select(ApiKey).where(ApiKey.name == name)).first():
-        raise Conflict(f"an API key named {name!r} already exists")
-    key = KEY_PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiKey(name=name, prefix=key[:10], key_hash=hash_key(key)))
+def check_name(name: str, what: str) -> None:
+    if not NAME.match(name) or name.lower() in RESERVED_NAMES or name.startswith("cli:"):
+        raise InvalidInput(f"{what} {name!r}: use 1-100 letters, digits and . _ @ - (starting with a letter "
+                           f"or digit), not one of {sorted(RESERVED_NAMES)}", field="name")
+
+
+def _new_key(session: Session, *, name: str, scope: str, user_id: int | None = None) -> str:
+    key = PREFIXES[scope] + secrets.token_urlsafe(32)
+    session.add(ApiKey(name=name, scope=scope, user_id=user_id, prefix=key[:10], key_hash=hash_key(key)))
     session.flush()
     return key
 
 
-def revoke_api_key(*, session: Session, name: str) -> None:
-    row = session.exec(select(ApiKey).where(ApiKey.name == name)).first()
+def _active(session: Session, *, name: str, scope: str) -> ApiKey | None:
+    return session.exec(select(ApiKey).where(ApiKey.name == name, ApiKey.scope == scope,
+                                             ApiKey.revoked_at.is_(None))).first()  # type: ignore[union-attr]
+
+
+def create_api_key(*, session: Session, name: str) -> str:
+    """Store a new client key's hash and return the key itself: the only time it is ever seen."""
+    check_name(name, "client")
+    if _active(session, name=name, scope="client"):
+        raise Conflict(f"client {name!r} already has a live key (revoke it first, or rotate it)")
+    return _new_key(session, name=name, scope="client")
+
+
+def revoke_api_key(*, session: Session, name: str, scope: str = "client") -> None:
+    row = _active(session, name=name, scope=scope)
     if row is None:
-        raise InvalidInput(f"no API key named {name!r}")
+        raise InvalidInput(f"no live {scope} key named {name!r}")
     row.revoked_at = now()
     session.add(row)
     _key_cache.clear()
 
 
+def rotate_api_key(*, session: Session, name: str) -> str:
+    """Revoke the client's key and give it a new one under the same name, in one transaction."""
+    revoke_api_key(session=session, name=name)
+    session.flush()
+    return _new_key(session, name=name, scope="client")
+
+
+def create_review_token(*, session: Session, user_name: str) -> str:
+    """A personal token for the review API; replaces the person's previous token."""
+    user = _user(session, user_name)
+    if user.disabled_at is not None:
+        raise Conflict(f"user {user_name!r} is disabled")
+    old = _active(session, name=user.name, scope="review")
+    if old is not None:
+        old.revoked_at = now()
+        session.add(old)
+        session.flush()
+        _key_cache.clear()
+    return _new_key(session, name=user.name, scope="review", user_id=user.id)
+
+
+def list_keys(*, session: Session) -> list[ApiKey]:
+    return list(session.exec(select(ApiKey).order_by(ApiKey.scope, ApiKey.name, ApiKey.id)))  # type: ignore[arg-type]
+
+
 def client_for_key(*, engine: Engine, key: str) -> str:
-    """The name of the client that holds `key`, or Unauthorized."""
+    """The name of the client that holds the client key `key`; 401 for an unknown key, 403 for another kind."""
     digest = hash_key(key)
     cached = _key_cache.get(digest)
     if cached and cached[1] > time.monotonic():
         return cached[0]
     with engine.connect() as conn:
-        name = conn.execute(
-            sa_select(ApiKey.__table__.c.name).where(  # type: ignore[attr-defined]
-                ApiKey.__table__.c.key_hash == digest, ApiKey.__table__.c.revoked_at.is_(None)  # type: ignore[attr-defined]
-            )
-        ).scalar()
-    if name is None:
+        row = conn.execute(sa_select(T_KEY.c.name, T_KEY.c.scope).where(
+            T_KEY.c.key_hash == digest, T_KEY.c.revoked_at.is_(None))).first()
+    if row is None:
         raise Unauthorized("invalid or revoked API key")
-    _key_cache[digest] = (name, time.monotonic() + _KEY_CACHE_SECONDS)
-    return name
+    if row.scope != "client":
+        raise Forbidden("this endpoint takes a client key (decider keys create NAME); a review token "
+                        "acts only on /api/v1/review and the admin read APIs")
+    _key_cache[digest] = (row.name, time.monotonic() + _KEY_CACHE_SECONDS)
+    return row.name
+
+
+def person_for_token(*, conn: Connection, key: str) -> Person:
+    """The enabled person whose review token `key` is; read every time, so disabling a user acts at once."""
+    row = conn.execute(
+        sa_select(T_KEY.c.scope, T_USER.c.id, T_USER.c.name, T_USER.c.role, T_USER.c.disabled_at)
+        .select_from(T_KEY.outerjoin(T_USER, T_USER.c.id == T_KEY.c.user_id))
+        .where(T_KEY.c.key_hash == hash_key(key), T_KEY.c.revoked_at.is_(None))
+    ).first()
+    if row is None:
+        raise Unauthorized("invalid or revoked API key")
+    if row.scope != "review" or row.id is None:
+        raise Forbidden("this endpoint acts as a person: send your own review token (decider users token "
+                        "NAME); a client key cannot act on the review queue")
+    if row.disabled_at is not None:
+        raise Unauthorized("this token's user is disabled")
+    return Person(id=row.id, name=row.name, role=row.role)
+
+
+def _user(session: Session, name: str) -> User:
+    user = session.exec(select(User).where(User.name == name)).first()
+    if user is None:
+        raise InvalidInput(f"no user named {name!r}", field="name")
+    return user
+
+
+def _check_password(password: str) -> None:
+    if len(password) < 8:
+        raise InvalidInput("password must be at least 8 characters", field="password")
 
 
 def add_user(*, session: Session, name: str, password: str, role: str) -> User:
     if role not in ROLES:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)} (got {role!r})", field="role")
-    if len(password) < 8:
-        raise InvalidInput("password must be at least 8 characters", field="password")
+    check_name(name, "user")
+    _check_password(password)
     if session.exec(select(User).where(User.name == name)).first():
         raise Conflict(f"a user named {name!r} already exists")
     user = User(name=name, password_hash=_hasher.hash(password), role=role)
@@ -79,30 +185,49 @@ def add_user(*, session: Session, name: str, password: str, role: str) -> User:
     return user
 
 
-def authenticate(
-    *, session: Session, name: str, password: str, max_failed: int, lockout_seconds: int
-) -> User:
-    """The user, or Unauthorized; after `max_failed` bad passwords the account waits `lockout_seconds`."""
-    user = session.exec(select(User).where(User.name == name)).first()
-    if user is None:
-        _hasher.hash(password)  # spend the same time as a real check, so names cannot be probed by timing
-        raise Unauthorized("wrong name or password")
-    if user.locked_until and user.locked_until > now():
-        raise Unauthorized("too many failed logins: try again in a minute")
-    try:
-        _hasher.verify(user.password_hash, password)
-    except (VerificationError, InvalidHashError):
-        user.failed_logins += 1
-        if user.failed_logins >= max_failed:
-            user.locked_until = now() + timedelta(seconds=lockout_seconds)
-            user.failed_logins = 0
-        session.add(user)
-        session.commit()  # the failure must count even though the request fails
-        raise Unauthorized("wrong name or password") from None
-    user.failed_logins = 0
-    user.locked_until = None
+def end_sessions(session: Session, user_id: int) -> None:
+    session.exec(delete(UserSession).where(UserSession.user_id == user_id))  # type: ignore[call-overload,arg-type]
+
+
+def set_password(*, session: Session, name: str, password: str) -> User:
+    """A new password; every browser session of the person ends, so a stolen cookie stops working too."""
+    _check_password(password)
+    user = _user(session, name)
+    user.password_hash = _hasher.hash(password)
     session.add(user)
+    end_sessions(session, user.id)  # type: ignore[arg-type]
     return user
+
+
+def set_disabled(*, session: Session, name: str, disabled: bool) -> User:
+    """Disable (no login, sessions ended, tokens refused) or enable a person again."""
+    user = _user(session, name)
+    user.disabled_at = now() if disabled else None
+    session.add(user)
+    if disabled:
+        end_sessions(session, user.id)  # type: ignore[arg-type]
+    return user
+
+
+def list_users(*, session: Session) -> list[User]:
+    return list(session.exec(select(User).order_by(User.name)))  # type: ignore[arg-type]
+
+
+def verify_login(*, conn: Connection, name: str, password: str) -> Person | None:
+    """The enabled person with this name and password, or None. Unknown names, wrong passwords and
+    disabled users each cost one argon2 verification, so the answer and its timing tell them apart for
+    nobody. Call it only under the login gate (auth/throttle.py): a check holds 46 MiB and a core."""
+    row = conn.execute(sa_select(T_USER).where(T_USER.c.name == name)).mappings().first()
+    try:
+        _hasher.verify(row["password_hash"] if row else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if row is None or row["disabled_at"] is not None:
+        return None
+    if _hasher.check_needs_rehash(row["password_hash"]):
+        conn.execute(update(T_USER).where(T_USER.c.id == row["id"])
+                     .values(password_hash=_hasher.hash(password)))
+    return Person(id=row["id"], name=row["name"], role=row["role"])
 
 
 def shared_secret(*, session: Session, name: str) -> str:
@@ -125,3 +250,7 @@ def bootstrap(*, session: Session) -> tuple[str, str] | None:
     password = secrets.token_urlsafe(12)
     add_user(session=session, name="admin", password=password, role="admin")
     return key, password
+
+
+def describe_time(at: datetime | None) -> str:
+    return f"{at:%Y-%m-%d %H:%M} UTC" if at else "-"

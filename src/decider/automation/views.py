@@ -11,11 +11,11 @@ from pydantic import BaseModel, Field
 
 from decider.automation import history
 from decider.cases.api import ERRORS
-from decider.deps import ClientDep, RuntimeDep
+from decider.deps import AdminTokenDep, RuntimeDep
 from decider.runtime import Runtime
 from decider.web.pages import AdminDep, render
 
-api_router = APIRouter(prefix="/api/v1/policy", tags=["policy"], responses={401: ERRORS[401]})
+api_router = APIRouter(prefix="/api/v1/policy", tags=["policy"], responses={401: ERRORS[401], 403: ERRORS[403]})
 page_router = APIRouter(include_in_schema=False)
 
 
@@ -45,7 +45,7 @@ def policy_view(runtime: Runtime) -> dict[str, Any]:
 
 
 @api_router.get("", response_model=PolicyOut)
-def read_policy(runtime: RuntimeDep, client: ClientDep) -> dict[str, Any]:
+def read_policy(runtime: RuntimeDep, admin: AdminTokenDep) -> dict[str, Any]:
     """The automation policy this server applies now, any config edit it rejected, and the history."""
     return policy_view(runtime)
 
@@ -54,4 +54,5 @@ def read_policy(runtime: RuntimeDep, client: ClientDep) -> dict[str, Any]:
 def policy_page(request: Request, runtime: RuntimeDep, user: AdminDep) -> HTMLResponse:
     view = policy_view(runtime)
     return render(request, "admin_policy.html", **view, models_problem=runtime.problems.get("models"),
+                  restart_problem=runtime.problems.get("restart"),
                   reload_seconds=runtime.settings.server.reload_seconds)

@@ -14,7 +14,8 @@ from decider.monitoring.metrics import record_case
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "Missing or invalid API key"},
-    404: {"model": ErrorOut, "description": "No such case"},
+    403: {"model": ErrorOut, "description": "A credential of the wrong kind for this endpoint"},
+    404: {"model": ErrorOut, "description": "No such case (or not one of yours)"},
     413: {"model": ErrorOut, "description": "Body over the size limit"},
     422: {"model": ErrorOut, "description": "Invalid input; `field` names what was wrong"},
 }
@@ -44,9 +45,9 @@ async def submit_case(body: CaseIn, runtime: RuntimeDep, client: ClientDep, inge
 
 @router.get("/{case_id}", response_model=CaseOut)
 def read_case(case_id: CaseId, runtime: RuntimeDep, client: ClientDep) -> dict:
-    """The case as it stands now, with a person's decision once it is resolved."""
+    """One of your cases as it stands now, with a person's decision once it is resolved."""
     with runtime.engine.connect() as conn:
-        return service.public(service.get_case(conn=conn, case_id=case_id))
+        return service.public(service.client_case(conn=conn, case_id=case_id, client=client))
 
 
 @router.get("", response_model=CasePage)
@@ -59,9 +60,10 @@ def list_cases(
         str | None, Query(pattern=r"^\d{1,18}$", description="`next_cursor` of the previous page")
     ] = None,
 ) -> dict:
-    """Cases oldest first, a page at a time."""
+    """Your cases oldest first, a page at a time."""
     with runtime.engine.connect() as conn:
-        rows = service.list_cases(conn=conn, status=status, after=int(cursor) if cursor else None, limit=limit)
+        rows = service.list_cases(conn=conn, client=client, status=status, after=int(cursor) if cursor else None,
+                                  limit=limit)
     next_cursor = str(rows[-1]["id"]) if len(rows) == limit else None
     return {"items": [service.public(r) for r in rows], "next_cursor": next_cursor}
 

@@ -157,9 +157,18 @@ def get_case(*, conn: Connection, case_id: int) -> dict[str, Any]:
     return dict(row)
 
 
-def list_cases(*, conn: Connection, status: str | None, after: int | None, limit: int) -> list[dict[str, Any]]:
-    """Oldest first, keyset-paginated on the id, so a page costs the same at any depth."""
-    query = select(CASE).order_by(CASE.c.id).limit(limit)
+def client_case(*, conn: Connection, case_id: int, client: str) -> dict[str, Any]:
+    """A case of `client`'s own; another client's case is as unknown as one that does not exist (404)."""
+    row = conn.execute(select(CASE).where(CASE.c.id == case_id, CASE.c.client == client)).mappings().first()
+    if row is None:
+        raise NotFound(f"no case {case_id}")
+    return dict(row)
+
+
+def list_cases(*, conn: Connection, client: str, status: str | None, after: int | None,
+               limit: int) -> list[dict[str, Any]]:
+    """`client`'s cases oldest first, keyset-paginated on the id, so a page costs the same at any depth."""
+    query = select(CASE).where(CASE.c.client == client).order_by(CASE.c.id).limit(limit)
     if status:
         query = query.where(CASE.c.status == status)
     if after is not None:

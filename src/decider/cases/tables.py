@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, UniqueConstraint
+from sqlalchemy import JSON, Column, ForeignKey, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from decider.db import UTCDateTime, now
+from decider.db import BigId, UTCDateTime, now
 
 
 class Case(SQLModel, table=True):
@@ -25,7 +25,7 @@ class Case(SQLModel, table=True):
         Index("ix_case_created_at", "created_at"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
     key: str = Field(max_length=200)  # the client's own id for the case; hashed for rollout and canary
     client: str = Field(max_length=100)  # the API key's name
     features: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
@@ -62,8 +62,8 @@ class CaseEvent(SQLModel, table=True):
 
     __tablename__ = "case_event"
 
-    id: int | None = Field(default=None, primary_key=True)
-    case_id: int = Field(sa_column=Column(Integer, ForeignKey("case.id"), nullable=False, index=True))
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
+    case_id: int = Field(sa_column=Column(BigId, ForeignKey("case.id"), nullable=False, index=True))
     kind: str = Field(max_length=20)
     actor: str = Field(max_length=100)
     at: datetime = Field(default_factory=now, sa_type=UTCDateTime)
@@ -75,8 +75,8 @@ class ShadowPrediction(SQLModel, table=True):
 
     __tablename__ = "shadow_prediction"
 
-    id: int | None = Field(default=None, primary_key=True)
-    case_id: int = Field(sa_column=Column(Integer, ForeignKey("case.id"), nullable=False, index=True))
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
+    case_id: int = Field(sa_column=Column(BigId, ForeignKey("case.id"), nullable=False, index=True))
     model_version: str = Field(max_length=100, index=True)
     prediction: str | None = Field(default=None, max_length=100)
     confidence: float | None = None

@@ -9,6 +9,7 @@ must be set before the workers start; `prepare_multiprocess_dir` does that for `
 from __future__ import annotations
 
 import glob
+import hmac
 import os
 import tempfile
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from sqlalchemy import Engine
 from starlette.routing import Mount, get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from decider.errors import Unauthorized
 from decider.monitoring.queries import totals
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -166,5 +168,10 @@ def exposition(engine: Engine) -> bytes:
 
 @router.get("/metrics")
 def metrics(request: Request) -> Response:
-    """Prometheus text format."""
+    """Prometheus text format; behind `server.metrics_token` when one is set."""
+    token = request.app.state.runtime.settings.server.metrics_token
+    if token:
+        sent = request.headers.get("authorization", "")
+        if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+            raise Unauthorized("/metrics needs 'Authorization: Bearer <server.metrics_token>'")
     return Response(exposition(request.app.state.runtime.engine), media_type=CONTENT_TYPE_LATEST)

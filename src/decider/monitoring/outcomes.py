@@ -11,10 +11,11 @@ from sqlalchemy import Connection, insert, update
 
 from decider.cases.api import ERRORS
 from decider.cases.schemas import CaseId, ErrorOut
-from decider.cases.service import CASE, EVENT, get_case
+from decider.cases.service import CASE, EVENT, client_case
 from decider.db import now
 from decider.deps import ClientDep, RuntimeDep
 from decider.errors import Conflict, InvalidInput
+from decider.fields import Text
 from decider.monitoring.metrics import record_outcome
 
 router = APIRouter(prefix="/api/v1/cases", tags=["cases"], responses=ERRORS | {
@@ -22,7 +23,7 @@ router = APIRouter(prefix="/api/v1/cases", tags=["cases"], responses=ERRORS | {
 
 
 class OutcomeIn(BaseModel):
-    label: Annotated[str, Field(min_length=1, max_length=100, description="The true class label")]
+    label: Annotated[Text, Field(min_length=1, max_length=100, description="The true class label")]
 
 
 class OutcomeOut(BaseModel):
@@ -32,18 +33,19 @@ class OutcomeOut(BaseModel):
     recorded: bool = Field(description="false when this same outcome had already been recorded")
 
 
-def record(*, conn: Connection, case_id: int, label: str, labels: list[str], actor: str) -> tuple[dict[str, Any],
-                                                                                                 bool]:
-    """Set the case's outcome if it has none; the same outcome again is a no-op, a different one a 409."""
+def record(*, conn: Connection, case_id: int, label: str, labels: list[str], client: str) -> tuple[dict[str, Any],
+                                                                                                  bool]:
+    """Set the outcome of one of `client`'s cases if it has none; the same outcome again is a no-op, a
+    different one a 409. Another client's case is a 404, so nobody can pre-empt the owner's report."""
     if label not in labels:
         raise InvalidInput(f"label: {label!r} is not one of {labels}", field="label")
     at = now()
     # Conditional: of two differing reports racing, exactly one is stored and the other gets the 409.
-    result = conn.execute(update(CASE).where(CASE.c.id == case_id, CASE.c.outcome.is_(None))
-                          .values(outcome=label, outcome_at=at))
-    case = get_case(conn=conn, case_id=case_id)  # 404 for an unknown case
+    result = conn.execute(update(CASE).where(CASE.c.id == case_id, CASE.c.client == client,
+                                             CASE.c.outcome.is_(None)).values(outcome=label, outcome_at=at))
+    case = client_case(conn=conn, case_id=case_id, client=client)  # 404 for an unknown case or another's
     if result.rowcount == 1:
-        conn.execute(insert(EVENT).values(case_id=case_id, kind="outcome", actor=actor, at=at,
+        conn.execute(insert(EVENT).values(case_id=case_id, kind="outcome", actor=client, at=at,
                                           detail={"label": label}))
         return case, True
     if case["outcome"] != label:
@@ -59,7 +61,7 @@ async def report_outcome(case_id: CaseId, body: OutcomeIn, runtime: RuntimeDep, 
     On the event loop like submitting: writes stay serialised in the process (see cases/api.py).
     """
     with runtime.engine.begin() as conn:
-        case, created = record(conn=conn, case_id=case_id, label=body.label, actor=client,
+        case, created = record(conn=conn, case_id=case_id, label=body.label, client=client,
                                labels=runtime.deployment.live.labels)
     if created:
         record_outcome(case, body.label)

@@ -2,34 +2,52 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError
 
 from decider.cases.api import ERRORS
-from decider.deps import ClientDep, RuntimeDep
+from decider.deps import AdminTokenDep, RuntimeDep
 from decider.errors import InvalidInput
+from decider.fields import Text
 from decider.monitoring.figures import Bucket
 from decider.monitoring.queries import MAX_ROWS
 from decider.monitoring.service import monitoring_figures
 from decider.web.pages import AdminDep, render
 
 api_router = APIRouter(prefix="/api/v1/monitoring", tags=["monitoring"],
-                       responses={k: v for k, v in ERRORS.items() if k in (401, 422)})
+                       responses={k: v for k, v in ERRORS.items() if k in (401, 403, 422)})
 page_router = APIRouter(include_in_schema=False)
 
-Since = Annotated[datetime | None, Query(description="Cases created at or after this time (ISO 8601; UTC if no "
-                                                     "zone). Default: seven days ago, unless `last` is given.")]
-Until = Annotated[datetime | None, Query(description="Cases created before this time. Default: now.")]
+# An ISO 8601 date or time (UTC when no zone), and so the schema says: pydantic alone also takes seconds ("0.5").
+ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}(:?\d{2})?)?)?")
+NAIVE_TIME = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?$"
+TIME_SCHEMA = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"},
+                         {"type": "string", "pattern": NAIVE_TIME}, {"type": "null"}]}
+
+
+def iso_time(value: object) -> object:
+    if isinstance(value, str) and not ISO_TIME.fullmatch(value):
+        raise ValueError("expected an ISO 8601 date or time such as 2026-11-25 or 2026-11-25T08:00:00Z")
+    return value
+
+
+IsoTime = BeforeValidator(iso_time)
+Since = Annotated[datetime | None, IsoTime, Query(
+    json_schema_extra=TIME_SCHEMA, description="Cases created at or after this time (ISO 8601; UTC if no zone). "
+    "Default: seven days ago, unless `last` is given.")]
+Until = Annotated[datetime | None, IsoTime, Query(json_schema_extra=TIME_SCHEMA,
+                                                  description="Cases created before this time. Default: now.")]
 Last = Annotated[int | None, Query(ge=1, le=MAX_ROWS, description="Only the newest N cases of the window.")]
 BucketQ = Annotated[Bucket | None, Query(description="Time series step; default hours up to two days, else days.")]
 
 
 @api_router.get("")
-def monitoring_json(runtime: RuntimeDep, client: ClientDep, since: Since = None, until: Until = None,
+def monitoring_json(runtime: RuntimeDep, admin: AdminTokenDep, since: Since = None, until: Until = None,
                     last: Last = None, bucket: BucketQ = None) -> dict[str, Any]:
     """Drift, outputs, quality and the time series for a window of cases, with every flag raised.
 
@@ -42,9 +60,10 @@ def monitoring_json(runtime: RuntimeDep, client: ClientDep, since: Since = None,
 
 @page_router.get("/monitoring")
 def monitoring_page(request: Request, runtime: RuntimeDep, user: AdminDep,
-                    since: Annotated[str, Query(max_length=40)] = "", until: Annotated[str, Query(max_length=40)] = "",
-                    last: Annotated[str, Query(max_length=7)] = "",
-                    bucket: Annotated[str, Query(max_length=5)] = "") -> HTMLResponse:
+                    since: Annotated[Text, Query(max_length=40)] = "",
+                    until: Annotated[Text, Query(max_length=40)] = "",
+                    last: Annotated[Text, Query(max_length=7)] = "",
+                    bucket: Annotated[Text, Query(max_length=5)] = "") -> HTMLResponse:
     """The figures as charts and tables. The form sends blank fields, so each one is parsed here."""
     form = {"since": since, "until": until, "last": last, "bucket": bucket}
     fig = monitoring_figures(engine=runtime.engine, card=runtime.deployment.live.card,

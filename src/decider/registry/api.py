@@ -9,12 +9,13 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from decider.cases.schemas import ErrorOut
-from decider.deps import ClientDep, RuntimeDep
+from decider.deps import AdminTokenDep, RuntimeDep
 from decider.registry import deploy, stats
 from decider.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"],
-                   responses={401: {"model": ErrorOut, "description": "Missing or invalid API key"}})
+                   responses={401: {"model": ErrorOut, "description": "Missing or invalid API key"},
+                              403: {"model": ErrorOut, "description": "Not an admin's review token"}})
 
 
 class VersionOut(BaseModel):
@@ -89,6 +90,6 @@ def overview(runtime: Runtime) -> dict[str, Any]:
 
 
 @router.get("", response_model=ModelsOut)
-def list_models(runtime: RuntimeDep, client: ClientDep) -> dict[str, Any]:
+def list_models(runtime: RuntimeDep, admin: AdminTokenDep) -> dict[str, Any]:
     """Model versions with their roles, per-version figures to compare them, and the switch history."""
     return overview(runtime)

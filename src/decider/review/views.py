@@ -7,10 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from decider.auth.service import Person
 from decider.cases.schemas import CaseId
 from decider.db import now
 from decider.deps import RuntimeDep
 from decider.errors import Conflict
+from decider.fields import Text
 from decider.registry.cards import out_of_range, percentile
 from decider.review import service
 from decider.web.pages import CsrfField, UserDep, check_csrf, flash, render
@@ -22,8 +24,8 @@ PAGE = 50
 @router.get("")
 def queue(request: Request, runtime: RuntimeDep, user: UserDep,
           sort: Annotated[service.Sort, Query()] = "age",
-          suggested: Annotated[str | None, Query(max_length=100)] = None,
-          model: Annotated[str | None, Query(max_length=100)] = None,
+          suggested: Annotated[Text | None, Query(max_length=100)] = None,
+          model: Annotated[Text | None, Query(max_length=100)] = None,
           after: Annotated[str | None, Query(pattern=service.CURSOR_PATTERN)] = None) -> HTMLResponse:
     """The queue: how many wait and since when, and one page of them in the chosen order."""
     request.session["sort"] = sort  # "Next case" and the case after a decision follow this order
@@ -54,7 +56,7 @@ def case_page(request: Request, runtime: RuntimeDep, user: UserDep, case_id: Cas
         case = service.get_case(conn=conn, case_id=case_id)  # an unknown id: the error page, by the handler
         if case["review_status"] == "pending":
             try:
-                case = service.claim(conn=conn, case_id=case_id, reviewer=user["name"], lease_seconds=lease)
+                case = service.claim(conn=conn, case_id=case_id, reviewer=user.name, lease_seconds=lease)
             except Conflict as exc:
                 held_by_other = exc.message
         events = service.history(conn=conn, case=case)
@@ -77,13 +79,13 @@ def _features(runtime: RuntimeDep, values: dict[str, float]) -> list[dict[str, A
 
 @router.post("/cases/{case_id}/decide")
 def decide(request: Request, runtime: RuntimeDep, user: UserDep, case_id: CaseId,
-           label: Annotated[str, Form(max_length=100)], csrf: CsrfField = "",
-           note: Annotated[str, Form(max_length=2000)] = "") -> Response:
+           label: Annotated[Text, Form(max_length=100)], csrf: CsrfField = "",
+           note: Annotated[Text, Form(max_length=2000)] = "") -> Response:
     """Record the reviewer's decision, then straight on to the next case."""
     check_csrf(request, csrf)
     try:
         with runtime.engine.begin() as conn:
-            service.resolve(conn=conn, case_id=case_id, reviewer=user["name"], label=label,
+            service.resolve(conn=conn, case_id=case_id, reviewer=user.name, label=label,
                             labels=runtime.deployment.live.labels, note=note.strip() or None)
     except Conflict as exc:
         flash(request, exc.message, "error")
@@ -98,7 +100,7 @@ def skip(request: Request, runtime: RuntimeDep, user: UserDep, case_id: CaseId, 
     check_csrf(request, csrf)
     try:
         with runtime.engine.begin() as conn:
-            service.release(conn=conn, case_id=case_id, reviewer=user["name"])
+            service.release(conn=conn, case_id=case_id, reviewer=user.name)
     except Conflict as exc:
         flash(request, exc.message, "error")
         return RedirectResponse("/review", 303)
@@ -106,12 +108,12 @@ def skip(request: Request, runtime: RuntimeDep, user: UserDep, case_id: CaseId, 
     return _on_to_next(request, runtime, user, skip=case_id)
 
 
-def _on_to_next(request: Request, runtime: RuntimeDep, user: dict, skip: int | None = None,
+def _on_to_next(request: Request, runtime: RuntimeDep, user: Person, skip: int | None = None,
                 empty: str = "That was the last case: nothing else is waiting.") -> Response:
     """Straight on to the next case, in the order the reviewer last chose on the queue page."""
     sort = request.session.get("sort", "age")
     with runtime.engine.begin() as conn:
-        case = service.claim_next(conn=conn, reviewer=user["name"], sort=sort if sort == "confidence" else "age",
+        case = service.claim_next(conn=conn, reviewer=user.name, sort=sort if sort == "confidence" else "age",
                                   lease_seconds=runtime.settings.review.lease_seconds, skip=skip)
     if case is None:
         done = (request.session.get("flash") or {}).get("message")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
 from datetime import timedelta
@@ -11,12 +12,15 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
-from decider.auth.service import authenticate
+from decider.auth import sessions, throttle
+from decider.auth.service import Person, verify_login
 from decider.db import PROJECT_ROOT
 from decider.deps import RuntimeDep
-from decider.errors import DeciderError, Forbidden, Unauthorized
+from decider.errors import DeciderError, Forbidden
+from decider.fields import Text
+from decider.runtime import Runtime
 
 templates = Jinja2Templates(directory=str(PROJECT_ROOT / "templates"))  # autoescapes .html
 
@@ -61,28 +65,33 @@ def check_csrf(request: Request, token: str) -> None:
         raise Forbidden("the form was stale or forged (CSRF check failed): reload the page and try again")
 
 
-def current_user(request: Request) -> dict[str, str]:
-    user = request.session.get("user")
-    if not user:
+def current_user(request: Request, runtime: RuntimeDep) -> Person:
+    """The person whose server-side session the cookie names, with their role as the database has it now."""
+    sid = request.session.get("sid")
+    with runtime.engine.connect() as conn:
+        person = sessions.person(conn=conn, sid=sid) if isinstance(sid, str) else None
+    if person is None:
+        request.session.pop("sid", None)
         raise LoginRequired("log in first")
-    return user
+    request.state.user = person
+    return person
 
 
-UserDep = Annotated[dict[str, str], Depends(current_user)]
+UserDep = Annotated[Person, Depends(current_user)]
 
 
-def require_admin(user: UserDep) -> dict[str, str]:
-    if user["role"] != "admin":
+def require_admin(user: UserDep) -> Person:
+    if user.role != "admin":
         raise Forbidden("this page is for admins")
     return user
 
 
-AdminDep = Annotated[dict[str, str], Depends(require_admin)]
+AdminDep = Annotated[Person, Depends(require_admin)]
 
 
 def render(request: Request, template: str, /, status_code: int = 200, **context: Any) -> HTMLResponse:
     """A page from `template`; the context may use any key (a login form passes `name`)."""
-    context |= {"user": request.session.get("user"), "csrf": csrf_token(request),
+    context |= {"user": getattr(request.state, "user", None), "csrf": csrf_token(request),
                 "flash": request.session.pop("flash", None)}
     return templates.TemplateResponse(request, template, context, status_code=status_code)
 
@@ -99,7 +108,7 @@ def safe_next(target: str | None) -> str:
 
 
 def error_page(request: Request, message: str, status_code: int) -> Response:
-    if status_code == 401 and not request.session.get("user"):  # back here after login, if "here" is a GET
+    if status_code == 401 and getattr(request.state, "user", None) is None:  # back here after login, if "here" is a GET
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         back = f"?{urlencode({'next': target})}" if request.method == "GET" else ""
         return RedirectResponse(f"/login{back}", 303)
@@ -111,27 +120,73 @@ def login_form(request: Request, next: str = "/review") -> HTMLResponse:
     return render(request, "login.html", next=safe_next(next))
 
 
+LOGIN_REFUSED = "Wrong name or password, or too many failed attempts: wait a minute and try again."
+
+
 @router.post("/login")
-def login(request: Request, runtime: RuntimeDep, name: Annotated[str, Form(max_length=100)],
-          password: Annotated[str, Form(max_length=200)], csrf: CsrfField = "",
-          next: Annotated[str, Form(max_length=2000)] = "/review") -> Response:
+async def login(request: Request, runtime: RuntimeDep, name: Annotated[Text, Form(max_length=100)],
+                password: Annotated[Text, Form(max_length=200)], csrf: CsrfField = "",
+                next: Annotated[Text, Form(max_length=2000)] = "/review") -> Response:
+    """Check the password under the throttle and the gate (auth/throttle.py); start a server-side session.
+
+    Unknown names, wrong passwords, disabled users and throttled attempts get the same answer."""
     check_csrf(request, csrf)
     review = runtime.settings.review
+    limits, gate = throttle.Limits.of(review), request.app.state.login_gate
+    address = request.client.host if request.client else "unknown"
+    refused = {"status_code": 401, "error": LOGIN_REFUSED, "next": next, "name": name}
+    busy = {"status_code": 503, "error": "Too many logins at once: try again in a few seconds.", "next": next,
+            "name": name}
+    # Refusals wait a moment before answering: free for the server, and a flood slows to its pace.
+    if gate.memory.waits(name=name, address=address, limits=limits):
+        return await _after_pause(request, review.login_refusal_delay_seconds, refused)
+    if not await run_in_threadpool(throttle.reserve, runtime.engine, name=name, address=address, limits=limits,
+                                   memory=gate.memory):
+        return await _after_pause(request, review.login_refusal_delay_seconds, refused)
     try:
-        with Session(runtime.engine, expire_on_commit=False) as session:
-            user = authenticate(session=session, name=name, password=password,
-                                max_failed=review.max_failed_logins, lockout_seconds=review.lockout_seconds)
-            session.commit()
-    except Unauthorized as exc:
-        return render(request, "login.html", status_code=401, error=exc.message, next=next, name=name)
+        person = await gate.run(_verify, runtime, name, password)
+    except throttle.Busy:
+        await run_in_threadpool(_settle, runtime, gate, name, address, limits, None)
+        return await _after_pause(request, review.login_refusal_delay_seconds, busy)
+    if person is None:
+        return render(request, "login.html", status_code=401, error=LOGIN_REFUSED, next=next, name=name)
+    sid = await run_in_threadpool(_settle, runtime, gate, name, address, limits, person)
     request.session.clear()  # a new session on login: no fixation
-    request.session["user"] = {"name": user.name, "role": user.role}
+    request.session["sid"] = sid
     return RedirectResponse(safe_next(next), 303)
 
 
+async def _after_pause(request: Request, seconds: float, answer: dict[str, Any]) -> Response:
+    await asyncio.sleep(seconds)
+    response = render(request, "login.html", **answer)
+    if answer["status_code"] == 503:
+        response.headers["Retry-After"] = "2"
+    return response
+
+
+def _verify(runtime: Runtime, name: str, password: str) -> Person | None:
+    with runtime.engine.begin() as conn:
+        return verify_login(conn=conn, name=name, password=password)
+
+
+def _settle(runtime: Runtime, gate: throttle.LoginGate, name: str, address: str, limits: throttle.Limits,
+            person: Person | None) -> str | None:
+    """Refund the attempt's charge to the name (it succeeded, or never checked a password: the address keeps
+    its charge, so a flood from one address still runs into its limit) and start the session."""
+    with runtime.engine.begin() as conn:
+        throttle.refund(conn, name=name, address=address, limits=limits, succeeded=person is not None,
+                        memory=gate.memory)
+        return sessions.start(conn=conn, person=person) if person else None
+
+
 @router.post("/logout")
-def logout(request: Request, csrf: CsrfField = "") -> Response:
+def logout(request: Request, runtime: RuntimeDep, csrf: CsrfField = "") -> Response:
+    """End the session on the server too: a copy of the cookie no longer logs anyone in."""
     check_csrf(request, csrf)
+    sid = request.session.get("sid")
+    if isinstance(sid, str):
+        with runtime.engine.begin() as conn:
+            sessions.end(conn=conn, sid=sid)
     request.session.clear()
     return RedirectResponse("/login", 303)
 
