@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -63,6 +64,20 @@ def submit(client: TestClient, headers: dict[str, str], features: dict[str, Any]
     response = client.post("/api/v1/cases", json={"features": features or SETOSA, **body}, headers=headers)
     assert response.status_code in (200, 201), response.text
     return response.json()
+
+
+@contextmanager
+def logged() -> Iterator[list[str]]:
+    """Messages of decider.automation (caplog loses its handler when Alembic's fileConfig runs in a test)."""
+    lines: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("decider.automation")
+    logger.addHandler(handler)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
 
 
 def free_port() -> int:

@@ -4,12 +4,9 @@ file, and a `models.dir` edit on a running server is reported instead of silentl
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,7 +21,7 @@ from decider.registry import deploy
 from decider.registry.artifacts import load
 from decider.registry.names import name_problem
 from decider.runtime import Runtime
-from helpers import MODELS, model_versions, settings_for, write_config
+from helpers import MODELS, logged, model_versions, settings_for, write_config
 
 
 def copy_model(src_dir: Path, src_id: str, dest_dir: Path, dest_id: str, *, card_id: str | None = None) -> None:
@@ -192,19 +189,6 @@ def test_the_bundled_cards_name_their_files():
 
 
 # --- models.dir edited under a running server --------------------------------------------------------------
-
-@contextmanager
-def logged() -> Iterator[list[str]]:
-    lines: list[str] = []
-    handler = logging.Handler(logging.INFO)
-    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
-    logger = logging.getLogger("decider.automation")
-    logger.addHandler(handler)
-    try:
-        yield lines
-    finally:
-        logger.removeHandler(handler)
-
 
 def test_a_models_dir_edit_is_reported_and_the_old_dir_keeps_serving(tmp_path, sqlite_url):
     old_dir, new_dir = tmp_path / "old", tmp_path / "new"

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,7 +16,7 @@ from decider.db import make_engine, upgrade
 from decider.policy import Level, Policy
 from decider.registry import deploy
 from decider.runtime import Runtime
-from helpers import write_config
+from helpers import logged, write_config
 
 CHANGE = PolicyChange.__table__  # type: ignore[attr-defined]
 
@@ -35,20 +32,6 @@ def edit(config: Path, old: str, new: str) -> None:
     text = config.read_text()
     assert old in text
     config.write_text(text.replace(old, new))
-
-
-@contextmanager
-def logged() -> Iterator[list[str]]:
-    """Messages of decider.automation (caplog loses its handler when Alembic's fileConfig runs in a test)."""
-    lines: list[str] = []
-    handler = logging.Handler(logging.INFO)
-    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
-    logger = logging.getLogger("decider.automation")
-    logger.addHandler(handler)
-    try:
-        yield lines
-    finally:
-        logger.removeHandler(handler)
 
 
 def versions(runtime: Runtime) -> list[tuple[str, str]]:
