@@ -4,13 +4,17 @@ too, nobody can lock another person out from elsewhere, waits grow, and password
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
+from sqlmodel import Session
 
+from decider.auth.service import set_password
 from decider.auth.tables import LoginThrottle
+from decider.auth.throttle import Waiting
 from decider.db import as_utc, now
 from decider.web import pages
 from decider.web.pages import LOGIN_REFUSED
@@ -123,3 +127,31 @@ def test_password_checks_run_one_at_a_time_and_a_flood_is_turned_away(tmp_path, 
     assert checks.most == 1  # login_hash_concurrency = 1
     assert set(codes) <= {401, 503} and 401 in codes
     assert codes.count(503) == 40 - checks.count  # every attempt not checked was told it was busy
+
+
+def test_every_failure_is_answered_after_the_same_pause(tmp_path, sqlite_url):
+    settings = settings_for(tmp_path, sqlite_url, extra=LIMITS.replace("= 0.05", "= 0.6"))
+    with api(settings) as (client, _):
+        took = {}
+        for what, name, password in (("wrong", "alice", "wrong wrong"), ("unknown", "nobody", "wrong wrong")):
+            started = time.monotonic()
+            assert login(client, name, password).status_code == 401
+            took[what] = time.monotonic() - started
+        for _ in range(5):
+            login(client, "bob", "wrong wrong")
+        started = time.monotonic()
+        assert login(client, "bob").status_code == 401  # waiting, even with the right password
+        took["throttled"] = time.monotonic() - started
+    assert all(t >= 0.6 for t in took.values()), took
+
+
+def test_a_new_password_lets_a_locked_out_owner_in(tmp_path, sqlite_url):
+    with api(settings_for(tmp_path, sqlite_url, extra=LIMITS)) as (client, _):
+        for _ in range(6):
+            login(client, "root", "wrong wrong")
+        assert login(client, "root").status_code == 401
+        with Session(client.app.state.runtime.engine) as session:  # `decider users password root`
+            set_password(session=session, name="root", password="a brand new password")
+            session.commit()
+        time.sleep(Waiting.REMEMBER_SECONDS + 0.2)  # what a running server remembers of the wait, at most
+        assert login(client, "root", "a brand new password").status_code == 303

@@ -47,6 +47,8 @@ def test_page_shows_charts_tables_and_the_same_figures_as_the_api(tmp_path, sqli
         api_fig = client.get("/api/v1/monitoring", headers=review_headers(client, "root")).json()
         assert shown["window"]["cases"] == api_fig["window"]["cases"] == 5
         assert shown["quality"] == api_fig["quality"] and shown["outputs"] == api_fig["outputs"]
+        as_json = client.get("/monitoring", params={"format": "json"})  # the page's JSON button, for the admin
+        assert as_json.headers["content-type"] == "application/json" and as_json.json()["quality"] == api_fig["quality"]
         narrowed = embedded_figures(client.get("/monitoring", params={"last": "2", "bucket": "hour"}).text)
         assert narrowed["window"]["cases"] == 2 and narrowed["window"]["bucket"] == "hour"
         bad = client.get("/monitoring", params={"last": "many"})

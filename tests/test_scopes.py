@@ -117,3 +117,19 @@ def test_names_decider_writes_itself_cannot_be_taken(tmp_path, sqlite_url):
                      ("keys", "create", "config")):
             result = cli(config, *args)
             assert result.returncode == 2 and "use 1-100 letters" in result.stderr, args
+
+
+def test_a_review_token_can_be_revoked_alone_and_names_differ_in_more_than_case(tmp_path, sqlite_url):
+    config = tmp_path / "config.toml"
+    with api(settings_for(tmp_path, sqlite_url)) as (client, _):
+        token = cli(config, "users", "token", "alice").stdout.strip()
+        assert cli(config, "users", "revoke-token", "alice").returncode == 0
+        assert client.post("/api/v1/review/claim", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+        look_alike = cli(config, "users", "add", "Alice", "--password", "long enough password")
+        assert look_alike.returncode == 2 and "already exists" in look_alike.stderr
+
+
+def test_health_answers_head_requests(tmp_path, sqlite_url):
+    with api(settings_for(tmp_path, sqlite_url)) as (client, _):
+        assert client.head("/healthz").status_code == 200
+        assert client.head("/readyz").status_code == 200

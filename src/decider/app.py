@@ -88,7 +88,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         title="decider",
         version=__version__,
         description="Submit cases for a scikit-learn model to score; confident ones are decided "
-        "automatically, the rest wait for a person. Authenticate with `Authorization: Bearer <API key>`.",
+        "automatically, the rest wait for a person. Authenticate with `Authorization: Bearer <credential>`: "
+        "a client key (`decider keys create NAME`) for cases and outcomes, a person's review token "
+        "(`decider users token NAME`) for the review API and, for admins, the monitoring, models and policy APIs.",
         lifespan=lifespan,
         openapi_url="/openapi.json" if settings.server.docs else None,  # server.docs = false: both 404
         docs_url=None,  # served below from vendored files: the default loads Swagger UI from a CDN
@@ -126,12 +128,13 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     def favicon() -> RedirectResponse:
         return RedirectResponse("/static/favicon.svg", 301)
 
-    @app.get("/healthz", tags=["health"])
+    @app.api_route("/healthz", methods=["GET", "HEAD"], tags=["health"])
     def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], responses={503: {"description": "Not ready; `reasons` says why"}})
+    @app.api_route("/readyz", methods=["GET", "HEAD"], tags=["health"],
+                   responses={503: {"description": "Not ready; `reasons` says why"}})
     def readyz(runtime: RuntimeDep) -> JSONResponse:
         """Ready or not, and why in words that name no path, key or value (admins see the details on
         /admin/policy and /admin/models). A load balancer needs only the status code."""

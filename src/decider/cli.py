@@ -223,6 +223,15 @@ def users_token(name: str, config: ConfigOpt = None) -> None:
     typer.echo(_in_session(config, lambda session: create_review_token(session=session, user_name=name)))
 
 
+@users_app.command("revoke-token")
+def users_revoke_token(name: str, config: ConfigOpt = None) -> None:
+    """Revoke NAME's review token (their logins are unaffected)."""
+    from decider.auth.service import revoke_review_token
+
+    _in_session(config, lambda session: revoke_review_token(session=session, user_name=name))
+    typer.echo(f"revoked the review token of {name}", err=True)
+
+
 @users_app.command("list")
 def users_list(config: ConfigOpt = None) -> None:
     """Every login: name, role, enabled or disabled, created."""

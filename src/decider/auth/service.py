@@ -18,7 +18,7 @@ from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, Engine, delete, update
+from sqlalchemy import Connection, Engine, delete, func, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
@@ -94,7 +94,8 @@ def create_api_key(*, session: Session, name: str) -> str:
 def revoke_api_key(*, session: Session, name: str, scope: str = "client") -> None:
     row = _active(session, name=name, scope=scope)
     if row is None:
-        raise InvalidInput(f"no live {scope} key named {name!r}")
+        kind = "client key" if scope == "client" else "review token"
+        raise InvalidInput(f"no live {kind} named {name!r}")
     row.revoked_at = now()
     session.add(row)
     _key_cache.clear()
@@ -153,8 +154,8 @@ def person_for_token(*, conn: Connection, key: str) -> Person:
     if row is None:
         raise Unauthorized("invalid or revoked API key")
     if row.scope != "review" or row.id is None:
-        raise Forbidden("this endpoint acts as a person: send your own review token (decider users token "
-                        "NAME); a client key cannot act on the review queue")
+        raise Forbidden("this endpoint needs a person's review token (decider users token NAME; an admin's "
+                        "for monitoring, models and policy); a client key only submits and reads its own cases")
     if row.disabled_at is not None:
         raise Unauthorized("this token's user is disabled")
     return Person(id=row.id, name=row.name, role=row.role)
@@ -177,7 +178,8 @@ def add_user(*, session: Session, name: str, password: str, role: str) -> User:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)} (got {role!r})", field="role")
     check_name(name, "user")
     _check_password(password)
-    if session.exec(select(User).where(User.name == name)).first():
+    # Unique regardless of case, so "Admin" cannot pass for "admin" in a case's history.
+    if session.exec(select(User).where(func.lower(User.name) == name.lower())).first():
         raise Conflict(f"a user named {name!r} already exists")
     user = User(name=name, password_hash=_hasher.hash(password), role=role)
     session.add(user)
@@ -190,13 +192,22 @@ def end_sessions(session: Session, user_id: int) -> None:
 
 
 def set_password(*, session: Session, name: str, password: str) -> User:
-    """A new password; every browser session of the person ends, so a stolen cookie stops working too."""
+    """A new password; every browser session of the person ends, so a stolen cookie stops working too, and
+    the name's failed-login counters are cleared, so an owner locked out can log in at once. The person's
+    review token is a credential of its own: `revoke_review_token` ends it."""
+    from decider.auth.throttle import forget_name
+
     _check_password(password)
     user = _user(session, name)
     user.password_hash = _hasher.hash(password)
     session.add(user)
     end_sessions(session, user.id)  # type: ignore[arg-type]
+    forget_name(session.connection(), user.name)
     return user
+
+
+def revoke_review_token(*, session: Session, user_name: str) -> None:
+    revoke_api_key(session=session, name=_user(session, user_name).name, scope="review")
 
 
 def set_disabled(*, session: Session, name: str, disabled: bool) -> User:

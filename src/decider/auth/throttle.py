@@ -65,10 +65,12 @@ def _ensure(conn: Connection, key: str, at: datetime) -> None:
 
 
 class Waiting(dict[str, datetime]):
-    """Counters this process has seen waiting, and until when (one per app): a flood from one address is
-    refused from memory, without touching the database. Never more lenient than the database; bounded."""
+    """Counters this process has seen waiting (one per app): a flood from one address is refused from memory,
+    touching the database once per counter every few seconds. Never more lenient than the database; a reset
+    there (`decider users password`) holds within REMEMBER_SECONDS. Bounded in size."""
 
     LIMIT = 10_000
+    REMEMBER_SECONDS = 5
 
     def waits(self, *, name: str, address: str, limits: Limits) -> bool:
         at = now()
@@ -77,7 +79,7 @@ class Waiting(dict[str, datetime]):
     def remember(self, key: str, until: datetime) -> None:
         if len(self) >= self.LIMIT:
             self.clear()
-        self[key] = until
+        self[key] = min(until, now() + timedelta(seconds=self.REMEMBER_SECONDS))
 
 
 def _charge(conn: Connection, key: str, free: int, limits: Limits, at: datetime, memory: Waiting) -> bool:
@@ -142,6 +144,14 @@ def refund(conn: Connection, *, name: str, address: str, limits: Limits, succeed
     stale = now() - timedelta(seconds=2 * limits.max_seconds)
     conn.execute(delete(T_THROTTLE).where(T_THROTTLE.c.updated_at < stale,
                                           T_THROTTLE.c.blocked_until.is_(None) | (T_THROTTLE.c.blocked_until < stale)))
+
+
+def forget_name(conn: Connection, name: str) -> None:
+    """Clear the name's counters from every address: a new password starts with a clean slate."""
+    keys = [k for k in conn.execute(select(T_THROTTLE.c.key).where(T_THROTTLE.c.key.like("n:%"))).scalars()
+            if k.endswith(f"|{name}")]
+    if keys:
+        conn.execute(delete(T_THROTTLE).where(T_THROTTLE.c.key.in_(keys)))
 
 
 class Busy(Exception):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse, Response
 from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError
 
 from decider.cases.api import ERRORS
@@ -63,12 +64,16 @@ def monitoring_page(request: Request, runtime: RuntimeDep, user: AdminDep,
                     since: Annotated[Text, Query(max_length=40)] = "",
                     until: Annotated[Text, Query(max_length=40)] = "",
                     last: Annotated[Text, Query(max_length=7)] = "",
-                    bucket: Annotated[Text, Query(max_length=5)] = "") -> HTMLResponse:
-    """The figures as charts and tables. The form sends blank fields, so each one is parsed here."""
+                    bucket: Annotated[Text, Query(max_length=5)] = "",
+                    format: Literal["html", "json"] = "html") -> Response:
+    """The figures as charts and tables (or, `format=json`, as the API gives them, for the logged-in admin).
+    The form sends blank fields, so each one is parsed here."""
     form = {"since": since, "until": until, "last": last, "bucket": bucket}
     fig = monitoring_figures(engine=runtime.engine, card=runtime.deployment.live.card,
                              since=_parse(_TIME, "since", since), until=_parse(_TIME, "until", until),
                              last=_parse(_LAST, "last", last), bucket=_parse(_BUCKET, "bucket", bucket))
+    if format == "json":
+        return JSONResponse(jsonable_encoder(fig))
     return render(request, "monitoring.html", fig=fig, form=form)
 
 

@@ -137,27 +137,29 @@ async def login(request: Request, runtime: RuntimeDep, name: Annotated[Text, For
     refused = {"status_code": 401, "error": LOGIN_REFUSED, "next": next, "name": name}
     busy = {"status_code": 503, "error": "Too many logins at once: try again in a few seconds.", "next": next,
             "name": name}
-    # Refusals wait a moment before answering: free for the server, and a flood slows to its pace.
+    # Every failure is answered at the same moment after it arrived, whatever failed (and whether a password
+    # was checked at all): the timing tells nothing, costs the server nothing, and slows a flood to its pace.
+    answer_at = asyncio.get_running_loop().time() + review.login_refusal_delay_seconds
     if gate.memory.waits(name=name, address=address, limits=limits):
-        return await _after_pause(request, review.login_refusal_delay_seconds, refused)
+        return await _at(request, answer_at, refused)
     if not await run_in_threadpool(throttle.reserve, runtime.engine, name=name, address=address, limits=limits,
                                    memory=gate.memory):
-        return await _after_pause(request, review.login_refusal_delay_seconds, refused)
+        return await _at(request, answer_at, refused)
     try:
         person = await gate.run(_verify, runtime, name, password)
     except throttle.Busy:
         await run_in_threadpool(_settle, runtime, gate, name, address, limits, None)
-        return await _after_pause(request, review.login_refusal_delay_seconds, busy)
+        return await _at(request, answer_at, busy)
     if person is None:
-        return render(request, "login.html", status_code=401, error=LOGIN_REFUSED, next=next, name=name)
+        return await _at(request, answer_at, refused)
     sid = await run_in_threadpool(_settle, runtime, gate, name, address, limits, person)
     request.session.clear()  # a new session on login: no fixation
     request.session["sid"] = sid
     return RedirectResponse(safe_next(next), 303)
 
 
-async def _after_pause(request: Request, seconds: float, answer: dict[str, Any]) -> Response:
-    await asyncio.sleep(seconds)
+async def _at(request: Request, answer_at: float, answer: dict[str, Any]) -> Response:
+    await asyncio.sleep(max(0.0, answer_at - asyncio.get_running_loop().time()))
     response = render(request, "login.html", **answer)
     if answer["status_code"] == 503:
         response.headers["Retry-After"] = "2"
