@@ -128,13 +128,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     def favicon() -> RedirectResponse:
         return RedirectResponse("/static/favicon.svg", 301)
 
-    @app.api_route("/healthz", methods=["GET", "HEAD"], tags=["health"])
+    @app.head("/healthz", include_in_schema=False)  # uptime checkers often ask with HEAD
+    @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
 
-    @app.api_route("/readyz", methods=["GET", "HEAD"], tags=["health"],
-                   responses={503: {"description": "Not ready; `reasons` says why"}})
+    @app.head("/readyz", include_in_schema=False)
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "Not ready; `reasons` says why"}})
     def readyz(runtime: RuntimeDep) -> JSONResponse:
         """Ready or not, and why in words that name no path, key or value (admins see the details on
         /admin/policy and /admin/models). A load balancer needs only the status code."""
