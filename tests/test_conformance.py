@@ -105,6 +105,9 @@ def test_an_unexpected_exception_is_a_json_500_and_logged(tmp_path, caplog) -> N
         page = client.get("/boom-page")
         assert page.status_code == 500 and page.headers["content-type"].startswith("text/html")
         assert "secret" not in page.text
+        for answer in (response, page):  # sent from outside the middlewares, with the headers all the same
+            assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+            assert answer.headers["x-content-type-options"] == "nosniff"
     logged = [r for r in caplog.records if r.name == "decider" and r.exc_info]
     assert logged and "a bug with a secret in it" in str(logged[0].exc_info[1])
     app.state.runtime.engine.dispose()

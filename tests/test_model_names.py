@@ -238,3 +238,16 @@ def test_the_same_folder_spelt_differently_is_not_a_change(tmp_path, sqlite_url)
     assert watcher.check()
     assert "restart" not in runtime.problems and runtime.settings.models_dir == models
     runtime.engine.dispose()
+
+
+def test_a_card_that_is_not_json_is_listed_as_refused_not_a_crash(tmp_path, sqlite_url):
+    models = tmp_path / "models"
+    copy_model(MODELS, "iris-v1", models, "iris-v1")
+    copy_model(MODELS, "iris-v1", models, "broken-v1")
+    (models / "broken-v1.json").write_text("{ not json")
+    config = write_config(tmp_path, sqlite_url, models_dir=models)
+    result = subprocess.run([sys.executable, "-m", "decider", "models", "list", "-c", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "broken-v1  (no role)" in result.stdout and "its card cannot be read (JSONDecodeError)" in result.stdout
+    assert "iris-v1  [live]" in result.stdout

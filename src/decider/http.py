@@ -21,6 +21,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from decider.errors import DeciderError
+from decider.web.headers import SECURITY_HEADERS
 
 log = logging.getLogger("decider")
 # FastAPI's answer (a 400 naming no field) when reading the body fails other than by a JSON syntax error.
@@ -124,16 +125,20 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        """A bug: log it with its traceback, answer 500 without details (they could leak secrets)."""
+        """A bug: log it with its traceback, answer 500 without details (they could leak secrets). Starlette
+        sends this answer from outside every middleware, so it gets the security headers here."""
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        response = None
         if for_people(request) and "session" in request.scope:
             from decider.web.pages import error_page
 
             try:
-                return error_page(request, "Something went wrong on our side; it has been logged.", 500)
+                response = error_page(request, "Something went wrong on our side; it has been logged.", 500)
             except Exception:  # the page itself failed: still answer, in the API's format
                 log.exception("the error page failed too")
-        return json_error("internal error", 500)
+        response = response or json_error("internal error", 500)
+        response.headers.update({name.decode(): value.decode() for name, value in SECURITY_HEADERS})
+        return response
 
 
 class BodyLimit:

@@ -43,9 +43,11 @@ def catalog(settings: Settings, current: dict[str, list[str]], verify: bool = Tr
     """Every version in the models folder with its card's figures, its roles and whether it would load."""
     out = []
     for model_id in available(settings.models_dir):
-        card = read_card(card_path(settings.models_dir / f"{model_id}.skops"))
-        status = "ok"
-        if verify:
+        try:
+            card, status = read_card(card_path(settings.models_dir / f"{model_id}.skops")), "ok"
+        except (OSError, ValueError) as exc:  # a broken card is listed as refused, never a crash of the list
+            card, status = {}, f"refused: its card cannot be read ({type(exc).__name__})"
+        if verify and status == "ok":
             try:
                 load(settings.models_dir, model_id)
             except ModelRefused as exc:
