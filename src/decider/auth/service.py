@@ -27,7 +27,6 @@ from decider.db import now
 from decider.errors import Conflict, Forbidden, InvalidInput, Unauthorized
 
 ROLES = ("reviewer", "admin")
-SCOPES = ("client", "review")
 # What each credential may do, as shown by `decider keys list` and in /docs.
 SCOPE_RIGHTS = {
     "client": "submit cases; read and list its own cases; report their outcomes",
@@ -113,12 +112,9 @@ def create_review_token(*, session: Session, user_name: str) -> str:
     user = _user(session, user_name)
     if user.disabled_at is not None:
         raise Conflict(f"user {user_name!r} is disabled")
-    old = _active(session, name=user.name, scope="review")
-    if old is not None:
-        old.revoked_at = now()
-        session.add(old)
+    if _active(session, name=user.name, scope="review"):
+        revoke_api_key(session=session, name=user.name, scope="review")
         session.flush()
-        _key_cache.clear()
     return _new_key(session, name=user.name, scope="review", user_id=user.id)
 
 

@@ -173,8 +173,8 @@ def _verify(runtime: Runtime, name: str, password: str) -> Person | None:
 
 def _settle(runtime: Runtime, gate: throttle.LoginGate, name: str, address: str, limits: throttle.Limits,
             person: Person | None) -> str | None:
-    """Refund the attempt's charge to the name (it succeeded, or never checked a password: the address keeps
-    its charge, so a flood from one address still runs into its limit) and start the session."""
+    """Refund the attempt's charge (throttle.refund: all of it on a success; only the name's when the gate
+    was busy, so a flood from one address still meets its limit) and, on a success, start the session."""
     with runtime.engine.begin() as conn:
         throttle.refund(conn, name=name, address=address, limits=limits, succeeded=person is not None,
                         memory=gate.memory)
