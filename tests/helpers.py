@@ -154,9 +154,11 @@ def add_reviewers(settings: Settings, names: list[str]) -> dict[str, dict[str, s
 
 
 def model_versions(tmp: Path) -> Path:
-    """A models folder: iris-v1 (the committed one); iris-v2 and iris-v4 (same features, other splits and
-    fits); iris-v3 (other features, so it cannot replace the others)."""
+    """A models folder: iris-v1 (the committed one); iris-v2 and iris-v4 (the same features, other splits
+    and fits); iris-v3 (needs a field outside the iris contract, so it cannot replace the others)."""
     import shutil
+
+    import numpy as np
 
     from decider.registry.training import Dataset, iris_dataset, train
 
@@ -165,9 +167,12 @@ def model_versions(tmp: Path) -> Path:
     for suffix in (".skops", ".json"):
         shutil.copy(MODELS / f"iris-v1{suffix}", out / f"iris-v1{suffix}")
     iris = iris_dataset()
-    for version, columns, seed in ((2, [0, 3], 7), (3, [2, 3], 0), (4, [0, 3], 11)):
-        data = Dataset(iris.X[:, columns], iris.y, [iris.feature_names[i] for i in columns], iris.source)
-        train(data, name="iris", version=version, out_dir=out, n_features=len(columns), seed=seed)
+    pair = [iris.feature_names[0], iris.feature_names[3]]
+    for version, seed in ((2, 7), (4, 11)):
+        train(iris, name="iris", version=version, out_dir=out, estimator="seed", seed=seed, use=pair)
+    in_mm = Dataset(np.column_stack([iris.X[:, 2] * 10, iris.X[:, 3]]), iris.y,
+                    ["petal length (mm)", iris.feature_names[3]], iris.source)
+    train(in_mm, name="iris", version=3, out_dir=out, estimator="seed", seed=0)
     return out
 
 

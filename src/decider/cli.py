@@ -82,37 +82,78 @@ def serve(
 @app.command()
 def train(
     config: ConfigOpt = None,
+    csv: Annotated[Path | None, typer.Option(help="Train on this CSV (header row; numeric columns) instead of "
+                                                   "the bundled iris data")] = None,
+    target: Annotated[str | None, typer.Option(help="The CSV's label column")] = None,
     name: Annotated[str | None, typer.Option(
         help="Model name; the version number is added (default: iris, or the CSV file's name)")] = None,
-    csv: Annotated[Path | None, typer.Option(help="Train on this CSV instead of the bundled iris data")] = None,
-    target: Annotated[str | None, typer.Option(help="The CSV's label column")] = None,
-    features: Annotated[int, typer.Option(help="How many features to select")] = 2,
+    exclude: Annotated[list[str] | None, typer.Option(
+        help="A column to leave out (an id, free text); repeat for several")] = None,
+    use: Annotated[list[str] | None, typer.Option(
+        help="Use only this column (repeat for several); the others stay in the input contract")] = None,
+    select: Annotated[int | None, typer.Option(
+        min=1, help="Keep only K features, chosen by forward selection (the iris recipe uses 2; "
+                    "default with --csv: every column)")] = None,
+    estimator: Annotated[str, typer.Option(
+        help="auto (the best 3-fold cross-validated of the next three), logistic, random_forest, "
+             "hist_gradient_boosting, or seed (unregularised logistic regression, the iris recipe)")] = "",
+    calibration: Annotated[str, typer.Option(
+        help="auto (isotonic from 1,000 calibration rows, temperature scaling below), temperature, isotonic, "
+             "sigmoid or none")] = "auto",
+    holdout: Annotated[float, typer.Option(
+        min=0.1, max=0.8, help="Share of rows held out: half calibrates, half tests")] = 0.4,
+    seed: Annotated[int, typer.Option(help="Random seed for the split and the estimators")] = 0,
     version: Annotated[int | None, typer.Option(help="Version number (default: next free)")] = None,
 ) -> None:
-    """Train a model version with the seed recipe and save it with its card under models/."""
-    from decider.registry.training import csv_dataset, iris_dataset, next_version
+    """Train a model version from a CSV (or the bundled iris data), calibrate it, and save it with its card."""
+    from tqdm import tqdm
+
+    from decider.registry.cards import card_path, read_card
+    from decider.registry.names import name_problem
+    from decider.registry.training import CALIBRATIONS, ESTIMATORS, csv_dataset, iris_dataset, next_version
     from decider.registry.training import train as train_model
 
     settings = settings_or_exit(config)
     if csv is not None and not target:
         raise fail("--target is required with --csv (the label column)")
+    estimator = estimator or ("auto" if csv else "seed")
+    if estimator not in ESTIMATORS:
+        raise fail(f"--estimator {estimator!r}: choose one of {', '.join(ESTIMATORS)}")
+    if calibration not in CALIBRATIONS:
+        raise fail(f"--calibration {calibration!r}: choose one of {', '.join(CALIBRATIONS)}")
     try:
-        data = csv_dataset(csv, target) if csv else iris_dataset()  # type: ignore[arg-type]
+        data = csv_dataset(csv, target, tuple(exclude or ())) if csv else iris_dataset()  # type: ignore[arg-type]
     except (OSError, ValueError) as exc:
         raise fail(str(exc)) from None
+    for note in data.notes:
+        typer.echo(f"note: {note}", err=True)
     out = settings.models_dir
     name = name or (csv.stem if csv else "iris")
-    from decider.registry.names import name_problem
-
     if problem := name_problem(f"{name}-v1"):
         raise fail(f"--name {name!r}: {problem}")
-    artifact = train_model(data, name=name, version=version or next_version(out, name), out_dir=out,
-                           n_features=features)
-    from decider.registry.cards import card_path, read_card
+    steps = 5 + (3 if estimator == "auto" else 0) + (1 if select else 0)
+    done: list[str] = []
+    with tqdm(total=steps, desc="training", unit="step", disable=None, leave=False) as bar:
+        def progress(step: str) -> None:  # a bar on a terminal, one step per stage of registry/training.py
+            if done:
+                bar.update(1)
+            done.append(step)
+            bar.set_description(step)
 
+        try:
+            artifact = train_model(data, name=name, version=version or next_version(out, name), out_dir=out,
+                                   select=select if csv or use else (select or 2), estimator=estimator,
+                                   calibration=calibration, holdout=holdout, seed=seed, use=use or None,
+                                   progress=progress)
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+        bar.update(bar.total - bar.n)
     card = read_card(card_path(artifact))
-    typer.echo(f"trained {card['id']}: features {card['features']}, test accuracy {card['test']['accuracy']:.3f}",
-               err=True)
+    cal = card["calibration"]
+    typer.echo(f"trained {card['id']}: {card['estimator'].split(':')[0]} on {len(card['features'])} features, "
+               f"test accuracy {card['test']['accuracy']:.3f} (n={card['test']['n']}); calibration "
+               f"({cal['method']}) ECE {cal['before']['ece']:.3f} -> {cal['after']['ece']:.3f}; novelty guard "
+               f"flags {card['novelty']['flagged_on_test']:.1%} of test rows", err=True)
     typer.echo(card["id"])
 
 

@@ -13,13 +13,17 @@ import io
 import json
 import zipfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import skops.io as sio
 
+from decider import novelty
+from decider.contract import Contract, contract_of
 from decider.errors import ModelRefused
+from decider.novelty import Guard
 from decider.registry.cards import card_path, read_card
 from decider.registry.names import name_problem
 
@@ -35,27 +39,63 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "numpy.dtype",
     "numpy.float64",
     "numpy.int64",
+    "numpy.uint64",
+    "numpy.random._generator.Generator",  # a forest's or boosting's random state: data, no code
     "sklearn.linear_model._logistic.LogisticRegression",
+    # The estimators `decider train` offers (registry/training.py) and what they hold once fitted.
+    "sklearn.pipeline.Pipeline",
+    "sklearn.impute._base.SimpleImputer",
+    "sklearn.preprocessing._data.StandardScaler",
+    "sklearn.preprocessing._label.LabelEncoder",
+    "sklearn.ensemble._forest.RandomForestClassifier",
+    "sklearn.tree._classes.DecisionTreeClassifier",
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn._loss.loss.HalfBinomialLoss",
+    "sklearn._loss.loss.HalfMultinomialLoss",
+    "sklearn._loss._loss.CyHalfBinomialLoss",
+    "sklearn._loss._loss.CyHalfMultinomialLoss",
+    "sklearn._loss.link.Interval",
+    "sklearn._loss.link.LogitLink",
+    "sklearn._loss.link.MultinomialLogit",
+    # Calibration on held-out rows around a frozen model.
+    "sklearn.calibration.CalibratedClassifierCV",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.calibration._TemperatureScaling",
+    "sklearn.isotonic.IsotonicRegression",
+    "sklearn.frozen._frozen.FrozenEstimator",
 )
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A model version in memory: its estimator and the card that describes it."""
+    """A model version in memory: its estimator, its novelty guard, and the card that describes it."""
 
     id: str
     card: dict[str, Any]
     estimator: Any
+    guard: Guard
 
     @property
     def features(self) -> list[str]:
         return list(self.card["features"])
 
-    @property
+    @cached_property
     def labels(self) -> list[str]:
         return [str(c) for c in self.estimator.classes_]
 
-    def predict_proba(self, rows: list[list[float]]) -> np.ndarray:
+    @cached_property
+    def contract(self) -> Contract:
+        return contract_of(self.card)
+
+    @property
+    def accepts_missing(self) -> bool:
+        return bool(self.card.get("accepts_missing", False))
+
+    def predict_proba(self, rows: list[list[float]] | np.ndarray) -> np.ndarray:
         # Extreme inputs overflow to NaN; callers check for it, so numpy need not warn on every one.
         with np.errstate(over="ignore", invalid="ignore"):
             return self.estimator.predict_proba(np.asarray(rows, dtype=float))
@@ -136,10 +176,24 @@ def load(models_dir: Path, model_id: str) -> LoadedModel:
             f"a card must describe the file it sits beside: give both files the card's id, or retrain"
         )
     try:
-        estimator = sio.loads(data, trusted=list(TRUSTED_TYPES))
+        stored = sio.loads(data, trusted=list(TRUSTED_TYPES))
+        estimator, guard = _parts(stored, card)
     except Exception as exc:  # skops raises several types; all mean "will not serve"
         raise ModelRefused(f"model {model_id!r}: could not be loaded: {exc}") from None
-    model = LoadedModel(id=model_id, card=card, estimator=estimator)
+    model = LoadedModel(id=model_id, card=card, estimator=estimator, guard=guard)
+    if list(guard.features) != model.features:
+        raise ModelRefused(f"model {model_id!r}: its novelty guard checks {list(guard.features)}, "
+                           f"not the features on its card {model.features}")
     if model.labels != list(card["classes"]):
         raise ModelRefused(f"model {model_id!r}: classes {model.labels} differ from its card {card['classes']}")
     return model
+
+
+def _parts(stored: Any, card: dict[str, Any]) -> tuple[Any, Guard]:
+    """(estimator, novelty guard) of an artifact: `{"format": 2, "model": ..., "novelty": ...}` since the
+    guard was stored with the model; a bare estimator before, whose card's ranges are then its guard."""
+    if isinstance(stored, dict):
+        if stored.get("format") != 2 or "model" not in stored or "novelty" not in stored:
+            raise ValueError(f"an artifact of an unknown layout (keys {sorted(stored)})")
+        return stored["model"], novelty.from_arrays(stored["novelty"])
+    return stored, novelty.from_card(card)

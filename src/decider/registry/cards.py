@@ -21,11 +21,16 @@ def read_card(path: Path) -> dict[str, Any]:
 
 
 def feature_statistics(values: np.ndarray, rng: np.random.Generator, sample_size: int) -> dict[str, Any]:
-    """Enough of a feature's training distribution to compare live inputs with it later."""
+    """Enough of a feature's training distribution to compare live inputs with it later. Missing values
+    (NaN) are counted apart; the figures describe the values that were there."""
+    present = values[~np.isnan(values)]
+    missing = len(values) - len(present)
+    values = present if len(present) else np.zeros(1)
     counts, edges = np.histogram(values, bins=HIST_BINS)
     sample = values if len(values) <= sample_size else rng.choice(values, sample_size, replace=False)
     return {
-        "n": int(len(values)),
+        "n": int(len(present)),
+        "missing": int(missing),
         "min": float(np.min(values)),
         "max": float(np.max(values)),
         "mean": float(np.mean(values)),

@@ -1,32 +1,58 @@
-"""`decider train`: the seed recipe, repeatable. Feature selection, fit, evaluate, save with a model card."""
+"""`decider train`: from a table to a model version whose confidence can be trusted, with its card.
+
+The rows are split three ways (stratified): the model is fitted on the training part, its probabilities are
+calibrated on a calibration part it never saw, and every figure on the card comes from a test part that
+neither step saw. The novelty guard (decider/novelty.py) is fitted on the training part and its limit set on
+the calibration part, so its false-alarm rate on inputs like the training data is measured, not assumed.
+"""
 
 from __future__ import annotations
 
 import csv
 import hashlib
 import json
-from dataclasses import dataclass
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import skops.io as sio
+from sklearn.base import BaseEstimator, clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.feature_selection import SequentialFeatureSelector
+from sklearn.frozen import FrozenEstimator
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, confusion_matrix
-from sklearn.model_selection import train_test_split
+from sklearn.metrics import accuracy_score, brier_score_loss, confusion_matrix, log_loss
+from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 
+from decider import novelty
+from decider.contract import contract_from_columns
 from decider.registry.cards import card_path, feature_statistics
 
 SAMPLE_SIZE = 1000  # training values kept per feature in the card, for two-sample drift tests
+RELIABILITY_BINS = 10
+ISOTONIC_FROM = 1000  # isotonic calibration needs about this many rows; below it, temperature scaling
+MISSING = {"", "na", "n/a", "nan", "null", "none", "?"}
+ESTIMATORS = ("auto", "logistic", "random_forest", "hist_gradient_boosting", "seed")
+CALIBRATIONS = ("auto", "temperature", "isotonic", "sigmoid", "none")
+Progress = Callable[[str], None]
 
 
 @dataclass
 class Dataset:
-    X: np.ndarray
+    X: np.ndarray  # float, NaN where a value is missing
     y: np.ndarray
     feature_names: list[str]
     source: str
+    notes: list[str] = field(default_factory=list)  # what reading the data dropped, for the card
 
 
 def iris_dataset() -> Dataset:
@@ -38,55 +64,224 @@ def iris_dataset() -> Dataset:
     return Dataset(iris.data, y, list(iris.feature_names), "sklearn.datasets.load_iris")
 
 
-def csv_dataset(path: Path, target: str) -> Dataset:
-    """A CSV with a header row: every column but `target` must be numeric."""
+def _number(text: str) -> float | None:
+    """A cell as a float, NaN when it is one of the usual spellings of missing, None when it is text."""
+    if text.strip().lower() in MISSING:
+        return math.nan
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def csv_dataset(path: Path, target: str, exclude: tuple[str, ...] = ()) -> Dataset:
+    """A CSV with a header row: `target` is the label, every other column (but `exclude`) a numeric feature.
+
+    Rows without a label are dropped (and counted on the card); a feature cell may be empty or NA (missing).
+    A column with text in it is refused by name: decider does not guess how to turn words into numbers.
+    """
     with path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
+        reader = csv.DictReader(fh)
+        header = list(reader.fieldnames or [])
+        rows = list(reader)
     if not rows:
         raise ValueError(f"{path}: no data rows")
-    if target not in rows[0]:
-        raise ValueError(f"{path}: no column {target!r} (columns: {', '.join(rows[0])})")
-    names = [name for name in rows[0] if name != target]
-    try:
-        X = np.array([[float(row[name]) for name in names] for row in rows])
-    except ValueError as exc:
-        raise ValueError(f"{path}: every feature column must be numeric: {exc}") from None
-    y = np.array([str(row[target]) for row in rows])
-    return Dataset(X, y, names, f"csv:{path.name} target={target}")
+    if target not in header:
+        raise ValueError(f"{path}: no column {target!r} (columns: {', '.join(header)})")
+    unknown = [name for name in exclude if name not in header]
+    if unknown:
+        raise ValueError(f"{path}: --exclude {unknown[0]!r}: no such column")
+    names = [name for name in header if name != target and name not in exclude]
+    if not names:
+        raise ValueError(f"{path}: no feature columns besides the target {target!r}")
+    labelled = [row for row in rows if (row.get(target) or "").strip()]
+    notes = [f"{len(rows) - len(labelled)} rows without a {target!r} label were left out"] \
+        if len(labelled) < len(rows) else []
+    X = np.empty((len(labelled), len(names)))
+    for j, name in enumerate(names):
+        for i, row in enumerate(labelled):
+            value = _number(row.get(name) or "")
+            if value is None:
+                raise ValueError(
+                    f"{path}: column {name!r} is not numeric (line {i + 2}: {row.get(name)!r}); decider trains "
+                    f"on numbers: leave the column out with --exclude {name!r}, or encode it as numbers")
+            X[i, j] = value
+        if np.isnan(X[:, j]).all():
+            raise ValueError(f"{path}: column {name!r} has no values; leave it out with --exclude {name!r}")
+    y = np.array([row[target].strip() for row in labelled])
+    return Dataset(X, y, names, f"csv:{path.name} target={target}", notes)
+
+
+def make_estimator(kind: str, seed: int) -> BaseEstimator:
+    """The few well-known estimators decider offers, each able to take a missing value."""
+    if kind == "seed":  # the reference recipe: unregularised logistic regression on the raw features
+        return LogisticRegression(C=np.inf, max_iter=5000)
+    if kind == "logistic":
+        return Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                         ("scale", StandardScaler()), ("model", LogisticRegression(C=1.0, max_iter=5000))])
+    if kind == "random_forest":
+        return Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                         ("model", RandomForestClassifier(n_estimators=100, random_state=seed, n_jobs=-1))])
+    if kind == "hist_gradient_boosting":  # takes NaN natively
+        return HistGradientBoostingClassifier(random_state=seed)
+    raise ValueError(f"--estimator {kind!r}: choose one of {', '.join(ESTIMATORS)}")
+
+
+def _single_threaded(model: Any) -> Any:
+    """A forest fitted on every core predicts one case faster on one thread (no pool start per call)."""
+    final = model.steps[-1][1] if isinstance(model, Pipeline) else model
+    if isinstance(final, RandomForestClassifier):
+        final.set_params(n_jobs=None)
+    return model
+
+
+def choose_estimator(X: np.ndarray, y: np.ndarray, seed: int, progress: Progress) -> tuple[str, dict[str, float]]:
+    """`auto`: the candidate with the best 3-fold cross-validated accuracy on the training rows; on a tie, the
+    simpler one (the order below)."""
+    folds = StratifiedKFold(n_splits=min(3, _smallest_class(y)), shuffle=True, random_state=seed)
+    scores: dict[str, float] = {}
+    for kind in ("logistic", "random_forest", "hist_gradient_boosting"):
+        progress(f"cross-validating {kind}")
+        scores[kind] = float(np.mean(cross_val_score(make_estimator(kind, seed), X, y, cv=folds)))
+    best = max(scores, key=lambda k: (round(scores[k], 3), -list(scores).index(k)))
+    return best, scores
+
+
+def _smallest_class(y: np.ndarray) -> int:
+    return int(min(np.unique(y, return_counts=True)[1]))
+
+
+def select_features(X: np.ndarray, y: np.ndarray, k: int, kind: str, progress: Progress) -> list[int]:
+    """The seed recipe's forward selection of `k` columns (5-fold), scored with the seed's own estimator for
+    the seed recipe and with a cheap regularised logistic model otherwise (a forest per candidate column
+    would take minutes)."""
+    progress(f"selecting {k} of {X.shape[1]} features")
+    selector_model = make_estimator("seed" if kind == "seed" else "logistic", 0)
+    selector = SequentialFeatureSelector(selector_model, n_features_to_select=k, cv=min(5, _smallest_class(y)))
+    selector.fit(X, y)
+    return [int(i) for i in np.flatnonzero(selector.get_support())]
+
+
+def calibrate(model: Any, X: np.ndarray, y: np.ndarray, method: str) -> tuple[Any, str]:
+    """Fit a calibration map on rows the model never saw (the model itself is frozen, not refitted)."""
+    if method == "auto":
+        method = "isotonic" if len(y) >= ISOTONIC_FROM else "temperature"
+    if method == "none":
+        return model, method
+    if _smallest_class(y) < 2:
+        raise ValueError(f"the calibration part has {len(y)} rows, too few to hold 2 of every class; gather more "
+                         f"rows, raise --holdout, or train with --calibration none")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        # The model is frozen, so the folds only split the rows it predicts: two will do.
+        calibrated = CalibratedClassifierCV(FrozenEstimator(model), method=method, cv=2).fit(X, y)
+    return calibrated, method
+
+
+def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = RELIABILITY_BINS) -> list[dict[str, Any]]:
+    """The reliability diagram's points: per equal-width confidence bin with rows in it, the mean confidence
+    and the share that was right."""
+    index = np.clip((confidence * bins).astype(int), 0, bins - 1)
+    points = []
+    for b in range(bins):
+        inside = index == b
+        if inside.any():
+            points.append({"low": b / bins, "high": (b + 1) / bins, "confidence": float(confidence[inside].mean()),
+                           "accuracy": float(correct[inside].mean()), "n": int(inside.sum())})
+    return points
+
+
+def expected_calibration_error(points: list[dict[str, Any]]) -> float:
+    """Mean |accuracy - confidence| over the bins, weighted by the rows in each."""
+    total = sum(p["n"] for p in points)
+    return float(sum(p["n"] * abs(p["accuracy"] - p["confidence"]) for p in points) / total) if total else 0.0
+
+
+def evaluate_probabilities(proba: np.ndarray, y: np.ndarray, labels: list[str]) -> tuple[dict[str, float],
+                                                                                       list[dict[str, Any]]]:
+    """Accuracy, log loss, Brier score and ECE of class probabilities, and their reliability points."""
+    predicted = np.asarray(labels)[proba.argmax(axis=1)]
+    confidence = proba.max(axis=1)
+    points = reliability(confidence, predicted == y)
+    figures = {
+        "accuracy": float(accuracy_score(y, predicted)),
+        "log_loss": float(log_loss(y, np.clip(proba, 1e-15, 1), labels=labels)),
+        "brier": float(brier_score_loss(y, proba, labels=labels)),
+        "ece": expected_calibration_error(points),
+    }
+    return figures, points
+
+
+def _split(data: Dataset, holdout: float, seed: int) -> tuple[np.ndarray, ...]:
+    smallest = _smallest_class(data.y)
+    if smallest < 3:
+        counts = dict(zip(*np.unique(data.y, return_counts=True), strict=True))
+        rare = min(counts, key=lambda k: counts[k])
+        raise ValueError(f"class {rare!r} has only {smallest} rows: each class needs at least 3 (one each to "
+                         f"train, calibrate and test on); gather more, or drop the class")
+    X_train, X_held, y_train, y_held = train_test_split(
+        data.X, data.y, test_size=holdout, random_state=seed, stratify=data.y)
+    X_cal, X_test, y_cal, y_test = train_test_split(
+        X_held, y_held, test_size=0.5, random_state=seed, stratify=y_held if _smallest_class(y_held) >= 2 else None)
+    return X_train, X_cal, X_test, y_train, y_cal, y_test
 
 
 def train(
-    data: Dataset, *, name: str, version: int, out_dir: Path, n_features: int = 2, seed: int = 0
+    data: Dataset, *, name: str, version: int, out_dir: Path, select: int | None = None,
+    estimator: str = "auto", calibration: str = "auto", holdout: float = 0.4, seed: int = 0,
+    use: list[str] | None = None, progress: Progress | None = None,
 ) -> Path:
-    """Select features, fit, evaluate on a held-out split, write `<name>-v<version>.skops` and its card."""
-    X_train, X_test, y_train, y_test = train_test_split(
-        data.X, data.y, test_size=0.3, random_state=seed, stratify=data.y
-    )
-    n_features = min(n_features, data.X.shape[1])
-    selector = SequentialFeatureSelector(
-        LogisticRegression(C=np.inf, max_iter=5000), n_features_to_select=n_features, cv=5
-    )
-    if n_features < data.X.shape[1]:
-        selector.fit(X_train, y_train)
-        chosen = [int(i) for i in np.flatnonzero(selector.get_support())]
-    else:
-        chosen = list(range(data.X.shape[1]))
-    model = LogisticRegression(C=np.inf, max_iter=5000).fit(X_train[:, chosen], y_train)
+    """Fit, calibrate and check a model; write `<name>-v<version>.skops` and its card beside it.
+
+    The model uses every column, the `use` columns, or `select` columns chosen by forward selection; the
+    card's contract is every column either way, so versions that use different columns take the same records.
+    """
+    say = progress or (lambda _step: None)
+    if estimator == "seed" and np.isnan(data.X).any():
+        column = data.feature_names[int(np.flatnonzero(np.isnan(data.X).any(axis=0))[0])]
+        raise ValueError(f"--estimator seed cannot take missing values, and column {column!r} has some; "
+                         f"choose another estimator (each of the others can)")
+    X_train, X_cal, X_test, y_train, y_cal, y_test = _split(data, holdout, seed)
+    chosen = list(range(data.X.shape[1]))
+    if use:
+        unknown = [name for name in use if name not in data.feature_names]
+        if unknown:
+            raise ValueError(f"--use {unknown[0]!r}: no such feature column (columns: {', '.join(data.feature_names)})")
+        chosen = [data.feature_names.index(name) for name in use]
+    elif select is not None and select < data.X.shape[1]:
+        chosen = select_features(X_train, y_train, select, estimator, say)
+    cv_scores: dict[str, float] = {}
+    kind = estimator
+    if estimator == "auto":
+        kind, cv_scores = choose_estimator(X_train[:, chosen], y_train, seed, say)
+    say(f"fitting {kind} on {len(y_train)} rows")
+    base = _single_threaded(clone(make_estimator(kind, seed)).fit(X_train[:, chosen], y_train))
+    say(f"calibrating on {len(y_cal)} held-out rows")
+    model, method = calibrate(base, X_cal[:, chosen], y_cal, calibration)
     labels = [str(c) for c in model.classes_]
     features = [data.feature_names[i] for i in chosen]
+
+    say(f"evaluating on {len(y_test)} other held-out rows")
+    with np.errstate(all="ignore"):
+        before, before_points = evaluate_probabilities(base.predict_proba(X_test[:, chosen]), y_test, labels)
+        proba = model.predict_proba(X_test[:, chosen])
+    after, after_points = evaluate_probabilities(proba, y_test, labels)
+    predicted = np.asarray(labels)[proba.argmax(axis=1)]
+
+    say("fitting the novelty guard")
+    guard = novelty.fit(X_train[:, chosen], X_cal[:, chosen], features)
+    flagged_test = float(np.mean([bool(r) for r in guard.check(X_test[:, chosen])])) if len(y_test) else 0.0
 
     stem = f"{name}-v{version}"
     out_dir.mkdir(parents=True, exist_ok=True)
     artifact = out_dir / f"{stem}.skops"
-    sio.dump(model, artifact)
+    sio.dump({"format": 2, "model": model, "novelty": guard.arrays()}, artifact)
 
-    def evaluate(X: np.ndarray, y: np.ndarray) -> dict[str, object]:
+    def split_figures(X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
         pred = model.predict(X[:, chosen])
-        return {
-            "accuracy": float(accuracy_score(y, pred)),
-            "n": int(len(y)),
-            "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist(),
-        }
+        return {"accuracy": float(accuracy_score(y, pred)), "n": int(len(y)),
+                "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist()}
 
     rng = np.random.default_rng(seed)
     card = {
@@ -97,17 +292,30 @@ def train(
         "sha256": hashlib.sha256(artifact.read_bytes()).hexdigest(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "data_source": data.source,
-        # C=inf is the seed's penalty=None: scikit-learn 1.8 deprecated the penalty argument.
-        "estimator": "LogisticRegression(C=inf), unpenalised",
-        "feature_selection": f"SequentialFeatureSelector(n_features_to_select={n_features}, cv=5)",
+        "data_notes": data.notes,
+        "estimator": f"{kind}: {describe(base)}",
+        "estimator_choice": {"asked": estimator, "cv_accuracy": cv_scores} if cv_scores else {"asked": estimator},
+        "feature_selection": f"SequentialFeatureSelector(n_features_to_select={select}, cv=5)"
+        if len(chosen) < data.X.shape[1] and not use else ("columns given" if use else None),
         "all_features": data.feature_names,
         "features": features,
         "classes": labels,
-        "train": evaluate(X_train, y_train),
-        "test": evaluate(X_test, y_test),
-        "class_distribution": {
-            label: float(np.mean(y_train == label)) for label in labels
+        "accepts_missing": kind != "seed",
+        "split": {"train": int(len(y_train)), "calibration": int(len(y_cal)), "test": int(len(y_test)),
+                  "seed": seed},
+        "train": split_figures(X_train, y_train),
+        "test": split_figures(X_test, y_test),
+        "calibration": {
+            "method": method, "fitted_on": int(len(y_cal)), "evaluated_on": int(len(y_test)),
+            "bins": RELIABILITY_BINS, "before": before, "after": after,
+            "reliability": {"before": before_points, "after": after_points},
+            # (confidence, predicted class, correct) of each test row: prior evidence for thresholds
+            "holdout": [[round(float(c), 6), str(p), bool(p == t)]
+                        for c, p, t in zip(proba.max(axis=1), predicted, y_test, strict=True)],
         },
+        "novelty": guard.describe() | {"flagged_on_test": flagged_test},
+        "contract": contract_from_columns(data.X, data.feature_names, data.source),
+        "class_distribution": {label: float(np.mean(y_train == label)) for label in labels},
         "feature_stats": {
             feature: feature_statistics(X_train[:, i], rng, SAMPLE_SIZE)
             for feature, i in zip(features, chosen, strict=True)
@@ -115,6 +323,12 @@ def train(
     }
     card_path(artifact).write_text(json.dumps(card, indent=2) + "\n")
     return artifact
+
+
+def describe(model: Any) -> str:
+    """The fitted estimator in one line, parameters that differ from scikit-learn's defaults included."""
+    with np.printoptions(threshold=5):
+        return " ".join(repr(model).split())
 
 
 def next_version(out_dir: Path, name: str) -> int:

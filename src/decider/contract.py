@@ -1,0 +1,120 @@
+"""The input contract: the fields a client may send, declared once and shared by every model version. Pure.
+
+A contract comes from the columns of the training CSV (each model card carries the one it was trained
+against), so a model that uses 3 of 13 columns and another that uses all 13 take the same records, and
+clients need not change when the live model does: they send the whole record, each case stores all of it,
+and each model scores from the fields it uses. A field outside the contract is refused (a typo is caught);
+the fields the deployed models use must be present. The contract in force is the live model's. Its version
+is a hash of what a client must know (names, types, which may be null), not of the training ranges, which
+are hints shown in /docs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from decider.errors import InvalidInput
+
+LISTED = 12  # field names quoted in an error message, at most
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    type: str = "number"
+    minimum: float | None = None  # seen in training: a hint, not a limit (the novelty guard judges values)
+    maximum: float | None = None
+    nullable: bool = False  # missing in some training rows, so a model trained on them can take a null
+
+
+@dataclass(frozen=True)
+class Contract:
+    fields: Mapping[str, FieldSpec]
+    source: str | None = None
+
+    @property
+    def version(self) -> str:
+        interface = sorted((f.name, f.type, f.nullable) for f in self.fields.values())
+        return hashlib.sha256(json.dumps(interface).encode()).hexdigest()[:12]
+
+    def names(self) -> list[str]:
+        return list(self.fields)
+
+    def check(self, given: Mapping[str, float | None], required: Iterable[str]) -> None:
+        """A record a client sent: every field known, and every field in `required` (what the models that may
+        score it use, deployment.required) present, null only where the contract allows it."""
+        for name in given:
+            if name not in self.fields:
+                raise InvalidInput(f"features.{name}: unknown field (the contract's fields: {self._listed()})",
+                                   field=f"features.{name}")
+        for name in required:
+            spec = self.fields.get(name)
+            if given.get(name) is None and not (spec and spec.nullable):
+                what = "missing" if name not in given else "null, but it was never missing in training"
+                raise InvalidInput(f"features.{name}: {what} (the live model needs it as a number)",
+                                   field=f"features.{name}")
+
+    def _listed(self) -> str:
+        names = self.names()
+        more = f", … ({len(names) - LISTED} more: GET /api/v1/models)" if len(names) > LISTED else ""
+        return ", ".join(names[:LISTED]) + more
+
+    def problems_for_model(self, model_id: str, features: Iterable[str], accepts_missing: bool) -> list[str]:
+        """Why a model cannot score every record this contract accepts (empty when it can)."""
+        features = list(features)
+        missing = [f for f in features if f not in self.fields]
+        out = []
+        if missing:
+            out.append(f"model {model_id!r} needs {missing}, which clients do not send (the contract's fields: "
+                       f"{self._listed()}); train it on columns of the contract")
+        nullable = [f for f in features if f in self.fields and self.fields[f].nullable]
+        if nullable and not accepts_missing:
+            out.append(f"model {model_id!r} cannot take a missing value, but clients may send null for {nullable}")
+        return out
+
+    def problems_replacing(self, current: Contract) -> list[str]:
+        """Why records valid under `current` would be refused under this contract (empty when none would)."""
+        dropped = [n for n in current.fields if n not in self.fields]
+        no_null = [n for n, f in current.fields.items() if f.nullable and n in self.fields
+                   and not self.fields[n].nullable]
+        out = []
+        if dropped:
+            out.append(f"its contract lacks {dropped}, which clients may send now")
+        if no_null:
+            out.append(f"its contract refuses null for {no_null}, which clients may send as null now")
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "source": self.source,
+                "fields": {n: {"type": f.type, "min": f.minimum, "max": f.maximum, "nullable": f.nullable}
+                           for n, f in self.fields.items()}}
+
+
+def contract_from_columns(X: np.ndarray, names: Sequence[str], source: str | None) -> dict[str, Any]:
+    """The card form of the contract of a training table (NaN where a value was missing)."""
+    fields = {}
+    for j, name in enumerate(names):
+        column = np.asarray(X[:, j], dtype=float)
+        present = column[~np.isnan(column)]
+        fields[name] = FieldSpec(name, "number", float(present.min()) if len(present) else None,
+                                 float(present.max()) if len(present) else None, bool(np.isnan(column).any()))
+    return Contract(fields, source).as_dict()
+
+
+def contract_of(card: Mapping[str, Any]) -> Contract:
+    """The contract a card declares; a card from before contracts declares exactly its model's features."""
+    declared = card.get("contract")
+    if isinstance(declared, Mapping) and isinstance(declared.get("fields"), Mapping):
+        fields = {str(n): FieldSpec(str(n), str(f.get("type", "number")), f.get("min"), f.get("max"),
+                                    bool(f.get("nullable", False)))
+                  for n, f in declared["fields"].items()}
+        return Contract(fields, declared.get("source"))
+    stats = card.get("feature_stats", {})
+    return Contract({str(n): FieldSpec(str(n), "number", stats.get(n, {}).get("min"), stats.get(n, {}).get("max"))
+                     for n in card["features"]}, card.get("data_source"))

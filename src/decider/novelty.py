@@ -1,0 +1,155 @@
+"""Recognising inputs unlike the training data, so that the model never decides them alone. Pure: no I/O.
+
+Two checks, fitted at training time (registry/training.py) and stored in the artifact:
+
+- per feature, the training range widened by a margin (RANGE_MARGIN of its span on each side): a value
+  outside it is named, with the range;
+- taken together, the squared Mahalanobis distance from the training rows under scikit-learn's Ledoit-Wolf
+  shrunk covariance, on standardised features with missing values filled by the training median. Shrinkage
+  keeps the distance defined with many features and few rows, and a distance catches what per-feature ranges
+  cannot: a combination of values, each ordinary, that the training data never had together. Its limit is
+  the conformal QUANTILE quantile of the distances of the held-out calibration rows, so about 1 in 100 inputs
+  drawn like the training data is flagged; the card records the share measured on the test rows.
+
+A model trained before this module existed has only its card's per-feature ranges (`from_card`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+RANGE_MARGIN = 0.1
+QUANTILE = 0.99
+Reason = dict[str, Any]  # {"kind": "range" | "combination" | "unscorable", "feature": str | None, "message": str}
+
+
+def _g(x: float) -> str:
+    return f"{x:.4g}"
+
+
+@dataclass(frozen=True)
+class Guard:
+    features: tuple[str, ...]
+    minimum: np.ndarray  # per feature, over the training rows
+    maximum: np.ndarray
+    margin: float = RANGE_MARGIN
+    # The multivariate check; None for a model that has only ranges.
+    fill: np.ndarray | None = None
+    center: np.ndarray | None = None
+    scale: np.ndarray | None = None
+    location: np.ndarray | None = None
+    precision: np.ndarray | None = None
+    limit: float | None = None
+
+    @property
+    def low(self) -> np.ndarray:
+        return self.minimum - self.margin * (self.maximum - self.minimum)
+
+    @property
+    def high(self) -> np.ndarray:
+        return self.maximum + self.margin * (self.maximum - self.minimum)
+
+    def distances(self, X: np.ndarray) -> np.ndarray | None:
+        """Squared Mahalanobis distance of each row from the training data (inf when it overflows)."""
+        if self.precision is None or self.fill is None or self.center is None or self.scale is None:
+            return None
+        with np.errstate(all="ignore"):
+            Z = (np.where(np.isnan(X), self.fill, X) - self.center) / self.scale - self.location
+            d2 = np.einsum("ij,jk,ik->i", Z, self.precision, Z)
+        return np.where(np.isfinite(d2), d2, np.inf)
+
+    def check(self, X: np.ndarray | Sequence[Sequence[float]]) -> list[list[Reason]]:
+        """The reasons each row is unlike the training data; an empty list for an ordinary row."""
+        X = np.asarray(X, dtype=float)
+        low, high = self.low, self.high
+        with np.errstate(invalid="ignore"):
+            outside = (X < low) | (X > high)  # NaN (missing) compares False: not a range problem
+        d2 = self.distances(X)
+        far = ~(d2 <= self.limit) if d2 is not None and self.limit is not None else np.zeros(len(X), bool)
+        reasons: list[list[Reason]] = [[] for _ in range(len(X))]
+        for i in np.flatnonzero(outside.any(axis=1) | far):
+            row = reasons[i]
+            for j in np.flatnonzero(outside[i]):
+                row.append({"kind": "range", "feature": self.features[j],
+                            "message": f"{self.features[j]} = {_g(X[i, j])}, trained on "
+                                       f"{_g(self.minimum[j])}–{_g(self.maximum[j])}"})
+            if not row and d2 is not None and self.limit is not None:
+                row.append({"kind": "combination", "feature": None,
+                            "message": "each value is within its training range, but not the combination: "
+                                       f"distance {_g(math.sqrt(d2[i]))} from the training data, where "
+                                       f"{QUANTILE:.0%} of held-out rows are within {_g(math.sqrt(self.limit))}"})
+        return reasons
+
+    def arrays(self) -> dict[str, Any]:
+        """What the artifact stores (numpy arrays and floats only: nothing that needs a trusted class)."""
+        return {"features": list(self.features), "minimum": self.minimum, "maximum": self.maximum,
+                "margin": float(self.margin), "fill": self.fill, "center": self.center, "scale": self.scale,
+                "location": self.location, "precision": self.precision, "limit": self.limit}
+
+    def describe(self) -> dict[str, Any]:
+        """What the card shows people."""
+        return {
+            "ranges": {name: {"min": float(lo), "max": float(hi)}
+                       for name, lo, hi in zip(self.features, self.minimum, self.maximum, strict=True)},
+            "range_margin": self.margin,
+            "detector": None if self.limit is None else
+            "squared Mahalanobis distance, sklearn.covariance.LedoitWolf on standardised features",
+            "limit": self.limit, "quantile": QUANTILE if self.limit is not None else None,
+        }
+
+
+def fit(X_train: np.ndarray, X_cal: np.ndarray, features: Sequence[str]) -> Guard:
+    """Ranges and distance from the training rows; the distance's limit from the calibration rows."""
+    from sklearn.covariance import LedoitWolf
+
+    X_train = np.asarray(X_train, dtype=float)
+    fill = np.nan_to_num(np.nanmedian(X_train, axis=0)) if len(X_train) else np.zeros(X_train.shape[1])
+    Z = np.where(np.isnan(X_train), fill, X_train)
+    center, scale = Z.mean(axis=0), Z.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    covariance = LedoitWolf().fit((Z - center) / scale)
+    guard = Guard(tuple(features), np.nanmin(X_train, axis=0), np.nanmax(X_train, axis=0), RANGE_MARGIN,
+                  fill, center, scale, covariance.location_, covariance.precision_, limit=0.0)
+    held = guard.distances(np.asarray(X_cal, dtype=float))
+    assert held is not None
+    n, k = len(held), math.ceil((len(held) + 1) * QUANTILE)
+    if k <= n:
+        limit = float(np.sort(held)[k - 1])
+    else:  # too few held-out rows for the quantile: the farthest training-like row seen
+        trained = guard.distances(X_train)
+        assert trained is not None
+        limit = float(max(held.max(initial=0.0), trained.max(initial=0.0)))
+    return replace(guard, limit=limit)
+
+
+def from_arrays(arrays: Mapping[str, Any]) -> Guard:
+    """The guard stored in an artifact."""
+    def arr(key: str) -> np.ndarray | None:
+        value = arrays.get(key)
+        return None if value is None else np.asarray(value, dtype=float)
+
+    minimum, maximum = arr("minimum"), arr("maximum")
+    assert minimum is not None and maximum is not None
+    limit = arrays.get("limit")
+    return Guard(tuple(arrays["features"]), minimum, maximum, float(arrays.get("margin", RANGE_MARGIN)),
+                 arr("fill"), arr("center"), arr("scale"), arr("location"), arr("precision"),
+                 None if limit is None else float(limit))
+
+
+def from_card(card: Mapping[str, Any]) -> Guard:
+    """Ranges only, from the training statistics of a card written before the guard was stored."""
+    features = list(card["features"])
+    stats = card.get("feature_stats", {})
+    lo = [float(stats[f]["min"]) if f in stats else -np.inf for f in features]
+    hi = [float(stats[f]["max"]) if f in stats else np.inf for f in features]
+    return Guard(tuple(features), np.asarray(lo), np.asarray(hi))
+
+
+def unscorable(model_id: str) -> Reason:
+    return {"kind": "unscorable", "feature": None,
+            "message": f"{model_id} cannot score these values (its probabilities are not finite)"}
