@@ -103,7 +103,7 @@ def test_admin_models_page(tmp_path, sqlite_url):
     html = page.text
     assert 'id="live-model">iris-v1<' in html and "iris-v2 · 40%" in html
     for text in ("candidate (40%)", "Agreement with live", "sklearn.<wbr>datasets.<wbr>load_iris",
-                 "petal length (cm)"):
+                 "petal length (mm)"):
         assert text in html
     # Card times as on the rest of the pages (UTC to the minute), not raw ISO 8601.
     assert re.search(r"<td>\d{4}-\d\d-\d\d \d\d:\d\d\u00a0UTC</td>", html) and "+00:00" not in html

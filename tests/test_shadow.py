@@ -6,7 +6,6 @@ import threading
 import time
 from dataclasses import replace
 
-from sklearn.linear_model import LogisticRegression
 from sqlalchemy import select
 
 from decider.cases.tables import ShadowPrediction
@@ -42,25 +41,27 @@ def test_shadow_predictions_are_stored_and_never_returned(tmp_path, db_url):
         assert "iris-v2" not in text and "shadow" not in text
 
 
-class Blocking(LogisticRegression):
-    """A real estimator that does not answer until the test lets it: a shadow model stuck on something."""
+class Blocking:
+    """A real fitted version that does not answer until the test lets it: a shadow model stuck on something."""
 
     release = threading.Event()
 
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.classes_ = inner.classes_  # type: ignore[attr-defined]
+
     def predict_proba(self, X):  # type: ignore[no-untyped-def]
         self.release.wait(30)
-        return super().predict_proba(X)
+        return self.inner.predict_proba(X)  # type: ignore[attr-defined]
 
 
-class Broken(LogisticRegression):
+class Broken(Blocking):
     def predict_proba(self, X):  # type: ignore[no-untyped-def]
         raise RuntimeError("this version cannot score")
 
 
 def shadow_like(model: LoadedModel, cls: type, model_id: str) -> LoadedModel:
-    estimator = cls(C=model.estimator.C)
-    estimator.__dict__.update(model.estimator.__dict__)  # the fitted coefficients of a real version
-    return LoadedModel(id=model_id, card=model.card, estimator=estimator)
+    return LoadedModel(id=model_id, card=model.card, estimator=cls(model.estimator), guard=model.guard)
 
 
 def test_a_stuck_or_failing_shadow_neither_slows_nor_fails_requests(tmp_path, sqlite_url):

@@ -6,8 +6,10 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
@@ -21,6 +23,7 @@ from decider.automation.views import api_router as policy_api_router
 from decider.automation.views import page_router as policy_page_router
 from decider.cases.api import router as cases_router
 from decider.cases.ingest import Ingestor
+from decider.cases.schemas import contract_schema
 from decider.config import Settings
 from decider.db import make_engine
 from decider.deps import RuntimeDep
@@ -118,6 +121,23 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(policy_page_router)
     app.include_router(models_api_router)
     app.include_router(models_page_router)
+
+    def openapi() -> dict[str, Any]:
+        """The API description with the live input contract in the case schema, rebuilt when it changes."""
+        dep = runtime.deployment
+        key = (dep.live.id, dep.required)
+        cached = app.state.openapi
+        if cached is None or cached[0] != key:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            case_in = schema.get("components", {}).get("schemas", {}).get("CaseIn")
+            if case_in is not None:
+                case_in["properties"]["features"] = contract_schema(dep.contract, dep.required)
+            cached = app.state.openapi = (key, schema)
+        return cached[1]
+
+    app.state.openapi = None
+    app.openapi = openapi  # type: ignore[method-assign]
 
     if settings.server.docs:
         @app.get("/docs", include_in_schema=False)

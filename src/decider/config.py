@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -53,6 +53,9 @@ class AutomationSettings(Section):
     class_thresholds: dict[str, Probability] = {}
     audit_rate: Probability = 0.0
     rollout_percent: Percent = 100.0
+    # A case whose input is unlike the model's training data (out of its range, or an unseen combination):
+    # "queue" sends it to a person at every level where the model would decide it; "allow" lets it decide.
+    novelty: Literal["queue", "allow"] = "queue"
 
 
 class ReviewSettings(Section):

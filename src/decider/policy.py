@@ -25,6 +25,7 @@ class Level(StrEnum):
 
 
 Route = Literal["auto", "queue"]
+Novelty = Literal["queue", "allow"]  # what a novel input gets where the model would decide it
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Policy:
     class_thresholds: Mapping[str, float] = field(default_factory=dict)
     audit_rate: float = 0.0
     rollout_percent: float = 100.0
+    novelty: Novelty = "queue"
 
     def threshold_for(self, label: str | None) -> float:
         """A per-class threshold where one is set, else the default."""
@@ -62,6 +64,7 @@ class Policy:
             class_thresholds={str(k): float(v) for k, v in dict(data.get("class_thresholds") or {}).items()},
             audit_rate=float(data.get("audit_rate", 0.0)),
             rollout_percent=float(data.get("rollout_percent", 100.0)),
+            novelty="allow" if data.get("novelty") == "allow" else "queue",
         )
 
 
@@ -72,6 +75,7 @@ class Routing:
     threshold: float | None  # the threshold compared, where one was
     show_suggestion: bool  # may a reviewer see the model's output for this case
     audit: bool  # an automatic decision also sent to a blind human review
+    held_as_novel: bool = False  # the model would have decided, but the input is unlike its training data
 
 
 # From least to most automatic: moving right hands more decisions to the model.
@@ -93,6 +97,8 @@ def loosenings(old: Policy, new: Policy) -> list[str]:
                 reasons.append(f"threshold for {label} {was:g} -> {now:g}")
     if new.level in (Level.PARTIAL, Level.FULL) and new.rollout_percent > old.rollout_percent:
         reasons.append(f"rollout_percent {old.rollout_percent:g} -> {new.rollout_percent:g}")
+    if new.level in (Level.PARTIAL, Level.FULL) and old.novelty == "queue" and new.novelty == "allow":
+        reasons.append("novelty queue -> allow")
     return reasons
 
 
@@ -121,8 +127,11 @@ def route(
     prediction: str | None,
     confidence: float | None,
     audit_draw: float = 1.0,
+    novel: bool = False,
 ) -> Routing:
-    """Decide the route of one case. `audit_draw` is a uniform [0, 1) draw made by the caller."""
+    """Decide the route of one case. `audit_draw` is a uniform [0, 1) draw made by the caller; `novel` says
+    the input is unlike the model's training data (decider/novelty.py), which at `novelty = "queue"` sends
+    to a person a case the model would otherwise decide, whatever its confidence."""
     level = effective_level(policy, case_key)
     if level in (Level.HUMAN_ONLY, Level.SHADOW, Level.ASSIST) or prediction is None or confidence is None:
         return Routing("queue", level, None, show_suggestion=level is Level.ASSIST, audit=False)
@@ -130,4 +139,6 @@ def route(
     auto = threshold is None or confidence >= threshold
     if not auto:
         return Routing("queue", level, threshold, show_suggestion=True, audit=False)
+    if novel and policy.novelty == "queue":
+        return Routing("queue", level, threshold, show_suggestion=True, audit=False, held_as_novel=True)
     return Routing("auto", level, threshold, show_suggestion=False, audit=audit_draw < policy.audit_rate)

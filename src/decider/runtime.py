@@ -7,11 +7,13 @@ the old or the new one, never a mix, and a switch loses no request in flight.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from sqlalchemy import Engine
 
 from decider.config import Settings
+from decider.contract import Contract
 from decider.errors import ModelRefused
 from decider.policy import Policy
 from decider.registry.artifacts import LoadedModel, load
@@ -25,8 +27,18 @@ class Deployment:
     shadows: tuple[LoadedModel, ...] = ()
 
     @property
-    def features(self) -> list[str]:
-        return self.live.features
+    def contract(self) -> Contract:
+        """What clients may send: the live model's contract, which every other deployed model scores from."""
+        return self.live.contract
+
+    @cached_property
+    def required(self) -> tuple[str, ...]:
+        """The fields a case must carry: those the live model and the candidate (which may score it) use.
+        A shadow that uses more scores a case without them as missing values, or records why it could not."""
+        names = dict.fromkeys(self.live.features)
+        if self.candidate is not None:
+            names |= dict.fromkeys(self.candidate.features)
+        return tuple(names)
 
 
 def policy_from(settings: Settings) -> Policy:
@@ -37,20 +49,28 @@ def policy_from(settings: Settings) -> Policy:
         class_thresholds=dict(a.class_thresholds),
         audit_rate=a.audit_rate,
         rollout_percent=a.rollout_percent,
+        novelty=a.novelty,
     )
 
 
-def require_same_features(model: LoadedModel, live: LoadedModel) -> None:
-    """Clients send the live model's features: a version that takes others cannot serve beside or after it."""
-    if sorted(model.features) != sorted(live.features):
-        raise ModelRefused(
-            f"model {model.id!r} takes features {model.features}, but clients send {live.features} "
-            f"(the live model {live.id!r}); train it on the same features, or change clients first"
-        )
+def require_fits(model: LoadedModel, contract: Contract) -> None:
+    """A version can serve beside or after the live one when it scores from fields clients send."""
+    problems = contract.problems_for_model(model.id, model.features, model.accepts_missing)
+    if problems:
+        raise ModelRefused("; ".join(problems) + f" (contract {contract.version})")
+
+
+def require_replaces(model: LoadedModel, current: Contract) -> None:
+    """A new live version must fit what clients send now, and its own contract must accept all of it."""
+    require_fits(model, current)
+    problems = model.contract.problems_replacing(current)
+    if problems:
+        raise ModelRefused(f"model {model.id!r}: " + "; ".join(problems)
+                           + f" (contract {current.version}); train it on the same columns, or change clients first")
 
 
 def deployment_from(settings: Settings, live_id: str | None = None) -> Deployment:
-    """Load every model the settings name; refuse a set whose features do not match the live model's."""
+    """Load every model the settings name; refuse a candidate or shadow that cannot score what clients send."""
     models_dir: Path = settings.models_dir
     m = settings.models
     live = load(models_dir, live_id or m.live)
@@ -58,7 +78,7 @@ def deployment_from(settings: Settings, live_id: str | None = None) -> Deploymen
     shadows = tuple(load(models_dir, name) for name in m.shadow)
     for other in (candidate, *shadows):
         if other is not None:
-            require_same_features(other, live)
+            require_fits(other, live.contract)
     return Deployment(live=live, candidate=candidate, canary_percent=m.canary_percent, shadows=shadows)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ def score_from(labels: Sequence[str], probabilities: Sequence[float]) -> Score:
     return Score(prediction=labels[best], confidence=float(probabilities[best]), probabilities=probs)
 
 
-def feature_vector(names: Sequence[str], values: Mapping[str, float]) -> list[float]:
-    """Order the named values as the model expects them."""
-    return [float(values[name]) for name in names]
+def feature_vector(names: Sequence[str], values: Mapping[str, float | None]) -> list[float]:
+    """Order the named values as the model expects them; a missing or null value is NaN, which every model
+    decider trains can take (the contract allows null only where training data had gaps)."""
+    return [math.nan if (v := values.get(name)) is None else float(v) for name in names]

@@ -26,7 +26,7 @@ from decider.policy import Policy, route
 CASE = Case.__table__  # type: ignore[attr-defined]
 Z95 = 1.959963984540054
 COLUMNS = (CASE.c.id, CASE.c.key, CASE.c.prediction, CASE.c.confidence, CASE.c.route, CASE.c.created_at,
-           CASE.c.review_label, CASE.c.outcome)
+           CASE.c.review_label, CASE.c.outcome, CASE.c.novelty)
 
 
 def wilson(errors: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -94,7 +94,8 @@ def tally(rows: Iterable[Any], policies: list[Policy]) -> tuple[Figures, list[Fi
         day = row.created_at.astimezone(UTC).date().isoformat()
         routed.add(auto=row.route == "auto", day=day, wrong=wrong)
         for policy, figures in zip(policies, replayed, strict=True):
-            r = route(policy, case_key=row.key, prediction=row.prediction, confidence=row.confidence)
+            r = route(policy, case_key=row.key, prediction=row.prediction, confidence=row.confidence,
+                      novel=bool(row.novelty))  # the novelty guard holds in the replay as it did live
             figures.add(auto=r.route == "auto", day=day, wrong=wrong)
     return routed, replayed
 

@@ -32,7 +32,8 @@ async def submit_case(body: CaseIn, runtime: RuntimeDep, client: ClientDep, inge
     The answer comes after the case is committed; concurrent submissions share one transaction
     (see cases/ingest.py).
     """
-    service.check_features(runtime.deployment.features, body.features)
+    deployment = runtime.deployment
+    deployment.contract.check(body.features, deployment.required)
     row, created = await ingestor.submit(service.Submission(client, body.features, body.key))
     if created:
         record_case(row)

@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
+from decider.contract import Contract
 from decider.fields import Text
 
 # Case ids fit a signed 64-bit integer on every engine: larger ones are a 422, never a driver overflow.
 CaseId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The case id")]
 
 # strict: a string or a boolean is not a number; allow_inf_nan=False: NaN and infinity are refused.
-FeatureValue = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+# null is a missing value, accepted only for the contract's nullable fields (decider/contract.py).
+FeatureValue = Annotated[float, Field(strict=True, allow_inf_nan=False)] | None
 
 
 class CaseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     features: dict[Text, FeatureValue] = Field(
-        description="Feature values by name, exactly the features the live model takes.",
+        description="The record, by field name: every field of the input contract (`GET /api/v1/models`, and "
+        "the schema below), null only where the contract allows it. Each model version scores from the fields "
+        "it uses, so the record stays the same when the live model changes.",
         examples=[{"sepal length (cm)": 5.1, "petal width (cm)": 0.2}],
     )
     key: Annotated[Text, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")] | None = Field(
@@ -30,6 +35,13 @@ class CaseIn(BaseModel):
         "instead of a new one; rollout and canary shares are drawn from it, so a case always lands the "
         "same way. Generated when absent.",
     )
+
+
+class NoveltyOut(BaseModel):
+    kind: str = Field(description="`range` (one value outside its training range), `combination` (each value "
+                      "in range, the whole unlike the training data) or `unscorable` (the model overflowed)")
+    feature: str | None = Field(description="The field, for `range`")
+    message: str = Field(description="For people: the value and what the model was trained on")
 
 
 class CaseOut(BaseModel):
@@ -48,6 +60,11 @@ class CaseOut(BaseModel):
     confidence: float | None
     threshold: float | None
     model_version: str | None
+    novelty: list[NoveltyOut] | None = Field(
+        default=None, description="Why the input is unlike the model's training data; such a case is not decided "
+        "by the model alone (config `automation.novelty`). Empty when nothing is unusual; null where no model "
+        "checked it or the level keeps the model's view hidden")
+    contract_version: str | None = Field(default=None, description="The input contract the case was checked by")
     policy_version: str
     outcome: str | None = None
     created_at: datetime
@@ -61,3 +78,24 @@ class CasePage(BaseModel):
 class ErrorOut(BaseModel):
     detail: str = Field(description="What was wrong, naming the field")
     field: str | None = None
+
+
+def contract_schema(contract: Contract, required: Sequence[str]) -> dict[str, Any]:
+    """The JSON schema of `features` under a contract, for /docs: one typed property per field, with the
+    range seen in training as a hint; `required`, the fields the deployed models use."""
+    properties: dict[str, Any] = {}
+    example: dict[str, float | None] = {}
+    for name, spec in contract.fields.items():
+        number: dict[str, Any] = {"type": "number"}
+        hint = "" if spec.minimum is None else f"Seen in training: {spec.minimum:.4g} to {spec.maximum:.4g}. "
+        if spec.nullable:
+            properties[name] = {"anyOf": [number, {"type": "null"}], "description": hint + "null when missing."}
+        else:
+            properties[name] = number | {"description": hint.strip() or "A number."}
+        if spec.minimum is not None and spec.maximum is not None:
+            example[name] = float(f"{(spec.minimum + spec.maximum) / 2:.4g}")
+    return {"type": "object", "title": f"Features (contract {contract.version})",
+            "description": CaseIn.model_fields["features"].description, "properties": properties,
+            "required": [n for n in required if n in contract.fields and not contract.fields[n].nullable],
+            "additionalProperties": False,
+            "examples": [example]}

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import math
 import random
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Connection, insert, select
 
 from decider.cases.tables import Case, CaseEvent
 from decider.db import now
-from decider.errors import InvalidInput, NotFound
+from decider.errors import NotFound
+from decider.novelty import unscorable
 from decider.policy import Level, needs_model, route, stable_fraction
 from decider.registry.artifacts import LoadedModel
 from decider.runtime import Deployment, Runtime
@@ -22,17 +23,7 @@ from decider.scoring import Score, feature_vector, score_from
 CASE = Case.__table__  # type: ignore[attr-defined]
 EVENT = CaseEvent.__table__  # type: ignore[attr-defined]
 HIDDEN_LEVELS = {Level.HUMAN_ONLY.value, Level.SHADOW.value}
-MODEL_FIELDS = ("probabilities", "prediction", "confidence", "threshold")  # what the model said of a case
-
-
-def check_features(expected: list[str], given: Mapping[str, float]) -> None:
-    """Exactly the model's features: name the first missing or unknown one."""
-    for name in expected:
-        if name not in given:
-            raise InvalidInput(f"features.{name}: missing (expected {expected})", field=f"features.{name}")
-    for name in given:
-        if name not in expected:
-            raise InvalidInput(f"features.{name}: unknown feature (expected {expected})", field=f"features.{name}")
+MODEL_FIELDS = ("probabilities", "prediction", "confidence", "threshold", "novelty")  # the model's view
 
 
 def pick_model(dep: Deployment, key: str) -> tuple[LoadedModel, str]:
@@ -45,7 +36,7 @@ def pick_model(dep: Deployment, key: str) -> tuple[LoadedModel, str]:
 @dataclass(frozen=True)
 class Submission:
     client: str
-    features: Mapping[str, float]
+    features: Mapping[str, float | None]
     key: str | None
 
 
@@ -56,25 +47,35 @@ def score_batch(runtime: Runtime, subs: Sequence[Submission]) -> list[dict[str, 
     keys = [sub.key or uuid.uuid4().hex for sub in subs]
     picks = [pick_model(deployment, key) for key in keys]
     scores: list[Score | None] = [None] * len(subs)
+    novel: list[list[dict[str, Any]] | None] = [None] * len(subs)
+    scored = [False] * len(subs)
     if needs_model(policy.level):
         for model in {id(m): m for m, _ in picks}.values():
             idx = [i for i, (m, _) in enumerate(picks) if m is model]
-            probs = model.predict_proba([feature_vector(model.features, subs[i].features) for i in idx])
-            for i, p in zip(idx, probs, strict=True):
-                if not all(math.isfinite(x) for x in p):  # finite but extreme inputs overflow the model
-                    raise InvalidInput(f"features: {model.id} cannot score these values (its probabilities "
-                                       "are not finite); are they in the units it was trained on?",
-                                       field="features")
-                scores[i] = score_from(model.labels, p)
+            matrix = np.asarray([feature_vector(model.features, subs[i].features) for i in idx], dtype=float)
+            try:
+                probs = model.predict_proba(matrix)
+            except ValueError:  # a missing value the model cannot take (a switch raced the request's check)
+                probs = np.full((len(idx), len(model.labels)), np.nan)
+            for i, p, reasons in zip(idx, probs, model.guard.check(matrix), strict=True):
+                scored[i] = True
+                if np.isfinite(p).all():
+                    scores[i] = score_from(model.labels, p)
+                else:  # values so extreme the model overflows: a case for a person, never an error
+                    reasons.append(unscorable(model.id))
+                novel[i] = reasons
     at = now()
     rows = []
-    for sub, key, (model, role), score in zip(subs, keys, picks, scores, strict=True):
+    for sub, key, (model, role), score, reasons, was_scored in zip(subs, keys, picks, scores, novel, scored,
+                                                                   strict=True):
         routing = route(policy, case_key=key, prediction=score.prediction if score else None,
-                        confidence=score.confidence if score else None, audit_draw=random.random())
+                        confidence=score.confidence if score else None, audit_draw=random.random(),
+                        novel=bool(reasons))
         auto = routing.route == "auto"
         rows.append({
             "key": key, "client": sub.client, "features": dict(sub.features),
-            "model_version": model.id if score else None, "model_role": role if score else None,
+            "contract_version": deployment.contract.version, "novelty": reasons,
+            "model_version": model.id if was_scored else None, "model_role": role if was_scored else None,
             "probabilities": score.probabilities if score else None,
             "prediction": score.prediction if score else None,
             "confidence": score.confidence if score else None,
@@ -132,9 +133,12 @@ def first_events(row: Mapping[str, Any]) -> list[dict[str, Any]]:
     at = row["created_at"]
     events: list[dict[str, Any]] = [
         {"case_id": row["id"], "kind": "created", "actor": row["client"], "at": at, "detail": None}]
-    if row["prediction"] is not None:
+    if row["model_version"] is not None:
+        detail: dict[str, Any] = {"prediction": row["prediction"], "confidence": row["confidence"]}
+        if row.get("novelty"):  # why the model could not decide it alone, in the case's own history
+            detail["novelty"] = [reason["message"] for reason in row["novelty"]]
         events.append({"case_id": row["id"], "kind": "scored", "actor": row["model_version"], "at": at,
-                       "detail": {"prediction": row["prediction"], "confidence": row["confidence"]}})
+                       "detail": detail})
     if row["route"] == "auto":
         events.append({"case_id": row["id"], "kind": "decided", "actor": "model", "at": at,
                        "detail": {"decision": row["decision"], "audit": row["audit"]}})

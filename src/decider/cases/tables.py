@@ -28,7 +28,11 @@ class Case(SQLModel, table=True):
     id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
     key: str = Field(max_length=200)  # the client's own id for the case; hashed for rollout and canary
     client: str = Field(max_length=100)  # the API key's name
-    features: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    features: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))  # every field the client sent
+    contract_version: str | None = Field(default=None, max_length=20)  # the input contract it was checked by
+    # Why the input is unlike the scoring model's training data (novelty.Reason dicts); [] when it is not,
+    # None when no model checked it.
+    novelty: list[Any] | None = Field(default=None, sa_column=Column(JSON))
     model_version: str | None = Field(default=None, max_length=100)
     model_role: str | None = Field(default=None, max_length=20)  # live | candidate
     probabilities: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))

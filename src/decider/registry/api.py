@@ -29,6 +29,10 @@ class VersionOut(BaseModel):
     train_n: int | None
     test_accuracy: float | None
     test_n: int | None
+    estimator: str | None = Field(default=None, description="What was fitted, as scikit-learn prints it")
+    calibration: dict[str, Any] | None = Field(
+        default=None, description="Held-out evidence from training: accuracy, log loss, Brier score and expected "
+        "calibration error before and after calibration, and the reliability diagram's points")
     status: str = Field(description="`ok`, or why the version would be refused")
 
 
@@ -66,7 +70,21 @@ class DeploymentOut(BaseModel):
     problem: str | None = Field(description="Why the last switch or config edit was refused, if it was")
 
 
+class FieldOut(BaseModel):
+    type: str = Field(description="`number`")
+    min: float | None = Field(description="The smallest value seen in training (a hint, not a limit)")
+    max: float | None
+    nullable: bool = Field(description="May be null or left out (missing in some training rows)")
+
+
+class ContractOut(BaseModel):
+    version: str = Field(description="Changes when a field, its type or whether it may be null changes")
+    source: str | None = Field(description="The training data the contract was read from")
+    fields: dict[str, FieldOut] = Field(description="What clients send in `features`, by name")
+
+
 class ModelsOut(BaseModel):
+    contract: ContractOut = Field(description="The input contract in force: the live model's")
     deployment: DeploymentOut
     versions: list[VersionOut]
     figures: list[FiguresOut]
@@ -80,6 +98,7 @@ def overview(runtime: Runtime) -> dict[str, Any]:
         figures = stats.comparison(conn, runtime.policy)
         history = deploy.history(conn)
     return {
+        "contract": dep.contract.as_dict(),
         "deployment": {"live": dep.live.id, "candidate": dep.candidate.id if dep.candidate else None,
                        "canary_percent": dep.canary_percent, "shadows": [s.id for s in dep.shadows],
                        "problem": runtime.problems.get("models")},

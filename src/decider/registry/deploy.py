@@ -2,8 +2,8 @@
 
 The live model is the latest `model_switch` row with role `live`. `decider models promote` and `rollback`
 add rows; an edit of `[models] live` in the config is recorded as a row too (actor `config`), the first time
-a server or the CLI sees the new value. A switch is checked before it is recorded or served (features,
-sha256, trusted types), so a refused version never displaces the one in service.
+a server or the CLI sees the new value. A switch is checked before it is recorded or served (the input
+contract, sha256, trusted types), so a refused version never displaces the one in service.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from decider.config import Settings
 from decider.errors import ModelRefused
 from decider.registry.artifacts import LoadedModel, load
 from decider.registry.tables import ModelSwitch
-from decider.runtime import Deployment, Runtime, deployment_from, require_same_features
+from decider.runtime import Deployment, Runtime, deployment_from, require_replaces
 
 log = logging.getLogger("decider.deploy")
 SWITCH = ModelSwitch.__table__  # type: ignore[attr-defined]
@@ -82,7 +82,7 @@ def history(conn: Connection, limit: int = 50) -> list[dict]:
 
 
 def check_switch(settings: Settings, *, current: str, target: str) -> LoadedModel:
-    """Load `target` with every check, and refuse it when clients would have to send other features."""
+    """Load `target` with every check, and refuse it when clients would have to send other fields."""
     if target == current:
         raise ModelRefused(f"model {target!r} is already live")
     new = load(settings.models_dir, target)
@@ -90,7 +90,7 @@ def check_switch(settings: Settings, *, current: str, target: str) -> LoadedMode
         old = load(settings.models_dir, current)
     except ModelRefused:  # the old one is gone or broken: nothing to compare with
         return new
-    require_same_features(new, old)
+    require_replaces(new, old.contract)
     return new
 
 
@@ -135,6 +135,8 @@ def refresh(runtime: Runtime, settings: Settings | None = None) -> bool:
         if not same_deployment(old, settings, state.model_id):
             try:
                 new = deployment_from(settings, state.model_id)
+                if new.live.id != old.live.id:  # clients keep sending what they send: it must still be accepted
+                    require_replaces(new.live, old.contract)
             except (ModelRefused, OSError, ValueError, KeyError) as exc:  # a broken card is refused too
                 reason = exc.message if isinstance(exc, ModelRefused) else f"{type(exc).__name__}: {exc}"
                 runtime.problems["models"] = f"{reason}; still serving {old.live.id!r}"

@@ -66,14 +66,15 @@ def case_page(request: Request, runtime: RuntimeDep, user: UserDep, case_id: Cas
                   labels=runtime.deployment.live.labels, held_by_other=held_by_other)
 
 
-def _features(runtime: RuntimeDep, values: dict[str, float]) -> list[dict[str, Any]]:
-    """Each feature value against the live model's training distribution, in the model's feature order."""
+def _features(runtime: RuntimeDep, values: dict[str, float | None]) -> list[dict[str, Any]]:
+    """Each value the client sent against the live model's training distribution: the model's features
+    first, in its order, then the other fields of the record (null where the client had no value)."""
     stats = runtime.deployment.live.card.get("feature_stats", {})
     order = [n for n in runtime.deployment.live.features if n in values] + \
         [n for n in values if n not in runtime.deployment.live.features]
     return [{"name": name, "value": values[name], "stats": stats.get(name),
-             "percentile": percentile(stats[name], values[name]) if name in stats else None,
-             "outside": out_of_range(stats[name], values[name]) if name in stats else False}
+             "percentile": percentile(stats[name], v) if name in stats and (v := values[name]) is not None else None,
+             "outside": out_of_range(stats[name], v) if name in stats and (v := values[name]) is not None else False}
             for name in order]
 
 

@@ -1,0 +1,147 @@
+"""The input contract: clients send the whole record; model versions that use other columns of it replace
+each other without a client noticing; a field outside it is still an error."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from sklearn.datasets import load_iris
+
+from decider.config import load_settings
+from decider.registry.training import iris_dataset, train
+from helpers import api, model_versions, review_headers, seed_credentials, server, submit, write_config
+
+IRIS = load_iris()
+NAMES = list(IRIS.feature_names)
+FAST = "[server]\nreload_seconds = 0.3\n"
+
+
+def record(i: int) -> dict[str, float]:
+    """A whole iris record, as a client that has all four measurements sends it."""
+    return {name: float(v) for name, v in zip(NAMES, IRIS.data[i % 150], strict=True)}
+
+
+def models_with_petals(tmp: Path) -> Path:
+    """iris-v1 (sepal length, petal width), iris-v2..v4 as in helpers, and iris-v5 on the two petal columns."""
+    out = model_versions(tmp)
+    train(iris_dataset(), name="iris", version=5, out_dir=out, estimator="logistic", use=NAMES[2:])
+    return out
+
+
+def test_whole_records_typos_and_missing_fields(tmp_path, db_url):
+    with api(load_settings(write_config(tmp_path, db_url))) as (client, h):
+        case = submit(client, h, record(0))
+        assert case["model_version"] == "iris-v1" and case["contract_version"]
+        stored = client.get(f"/api/v1/cases/{case['id']}", headers=h).json()
+        assert stored["decision"] == "setosa"
+
+        typo = client.post("/api/v1/cases", headers=h, json={"features": record(0) | {"petal widht (cm)": 1.0}})
+        assert typo.status_code == 422 and typo.json()["field"] == "features.petal widht (cm)"
+        assert "unknown field" in typo.json()["detail"] and "sepal width (cm)" in typo.json()["detail"]
+
+        partial = {k: v for k, v in record(0).items() if k != "petal width (cm)"}
+        missing = client.post("/api/v1/cases", headers=h, json={"features": partial})
+        assert missing.status_code == 422 and missing.json()["field"] == "features.petal width (cm)"
+        nulled = client.post("/api/v1/cases", headers=h, json={"features": record(0) | {"petal width (cm)": None}})
+        assert nulled.status_code == 422 and "never missing in training" in nulled.json()["detail"]
+        # A field the live model does not use may be left out: it is in the contract, not needed now.
+        only_used = submit(client, h, {"sepal length (cm)": 5.0, "petal width (cm)": 0.2})
+        assert only_used["decision"] == "setosa"
+
+        models = client.get("/api/v1/models", headers=review_headers(client, "root")).json()
+        assert sorted(models["contract"]["fields"]) == sorted(NAMES)
+        assert models["contract"]["version"] == case["contract_version"]
+        assert models["contract"]["fields"]["petal length (cm)"] == {"type": "number", "min": 1.0, "max": 6.9,
+                                                                     "nullable": False}
+        features = client.get("/openapi.json").json()["components"]["schemas"]["CaseIn"]["properties"]["features"]
+        assert sorted(features["properties"]) == sorted(NAMES) and features["additionalProperties"] is False
+        assert sorted(features["required"]) == ["petal width (cm)", "sepal length (cm)"]
+        assert "Seen in training: 1 to 6.9" in features["properties"]["petal length (cm)"]["description"]
+
+
+def decider(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "decider", *args, "--config", str(config)],
+                          capture_output=True, text=True, env={**os.environ, "USER": "carol"}, timeout=60)
+
+
+class Client(threading.Thread):
+    """Sends whole records one after another and keeps every answer."""
+
+    def __init__(self, base: str, key: str) -> None:
+        super().__init__(daemon=True)
+        self.base, self.headers = base, {"Authorization": f"Bearer {key}"}
+        self.answers: list[tuple[int, str | None]] = []
+        self.failures: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.base, timeout=10) as client:
+            i = 0
+            while not self.stop.is_set():
+                i += 1
+                try:
+                    r = client.post("/api/v1/cases", headers=self.headers, json={"features": record(i)})
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+                    continue
+                if r.status_code != 201:
+                    self.failures.append(f"{r.status_code} {r.text}")
+                else:
+                    self.answers.append((r.json()["id"], r.json()["model_version"]))
+
+
+def wait_for(predicate, timeout: float = 30.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met before the deadline")
+
+
+def test_promote_a_model_on_other_columns_while_clients_keep_sending(tmp_path, db_url):
+    config = write_config(tmp_path, db_url, models_dir=models_with_petals(tmp_path), extra=FAST)
+    key = seed_credentials(load_settings(config))
+    with server(config) as base:
+        client = Client(base, key)
+        client.start()
+        wait_for(lambda: len(client.answers) >= 20)
+        promoted = decider(config, "models", "promote", "iris-v5")
+        assert promoted.returncode == 0, promoted.stderr
+        wait_for(lambda: sum(v == "iris-v5" for _, v in client.answers) >= 20)
+
+        refused = decider(config, "models", "promote", "iris-v3")  # needs petal length in millimetres
+        assert refused.returncode != 0
+        assert "needs ['petal length (mm)'], which clients do not send" in refused.stderr
+        count = len(client.answers)
+        wait_for(lambda: len(client.answers) >= count + 20)
+        client.stop.set()
+        client.join(15)
+    assert client.failures == []
+    versions = [v for _, v in sorted(client.answers)]
+    first_v5 = versions.index("iris-v5")
+    assert set(versions[:first_v5]) == {"iris-v1"} and set(versions[first_v5:]) == {"iris-v5"}
+
+
+def test_candidates_and_shadows_on_other_columns_and_a_refused_one(tmp_path, sqlite_url):
+    models = models_with_petals(tmp_path)
+    ok = write_config(tmp_path, sqlite_url, models_dir=models,
+                      models='candidate = "iris-v5"\ncanary_percent = 50\nshadow = ["iris-v5"]')
+    with api(load_settings(ok)) as (client, h):
+        versions = {submit(client, h, record(i), key=f"k{i}")["model_version"] for i in range(40)}
+        assert versions == {"iris-v1", "iris-v5"}
+        # The candidate needs the petal columns, so a case without them is refused by name.
+        short = client.post("/api/v1/cases", headers=h, json={"features": {"sepal length (cm)": 5.0,
+                                                                           "petal width (cm)": 0.2}})
+        assert short.status_code == 422 and short.json()["field"] == "features.petal length (cm)"
+
+    bad = write_config(tmp_path, sqlite_url, models_dir=models, models='shadow = ["iris-v3"]')
+    refused = subprocess.run([sys.executable, "-m", "decider", "serve", "--config", str(bad), "--port", "1"],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "needs ['petal length (mm)']" in refused.stderr + refused.stdout
