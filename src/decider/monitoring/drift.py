@@ -43,6 +43,8 @@ class Thresholds:
     class_psi: float = 0.2  # predicted classes against the training class distribution
     class_min_n: int = 100  # with three classes, PSI noise is about 2 / n
     accuracy_drop: float = 0.1  # a quality figure more than 0.1 under the card's test accuracy
+    novelty_share: float = 0.05  # > 5% of the checked cases unlike the training data
+    novelty_min_n: int = 30  # checked cases; a novel case decided automatically is flagged at any n
 
 
 THRESHOLDS = Thresholds()
@@ -91,7 +93,8 @@ def feature_drift(name: str, values: Sequence[float], stats: Mapping[str, Any],
     out: dict[str, Any] = {
         "name": name, "n": int(len(live)), "train_n": int(stats.get("n", 0)),
         "train_mean": stats.get("mean"), "train_min": stats["min"], "train_max": stats["max"],
-        "live_mean": float(live.mean()) if len(live) else None,
+        # Summed after dividing: the mean of values near the float maximum (a client may send 1.7e308) stays finite.
+        "live_mean": float(np.sum(live / len(live))) if len(live) else None,
         "bins": {"edges": [float(e) for e in edges], "expected": expected.tolist(), "actual": actual.tolist()},
         "psi": None, "ks_statistic": None, "ks_pvalue": None, "out_of_range_share": None,
     }
@@ -136,7 +139,7 @@ def input_drift(rows: Sequence[Mapping[str, Any]], card: Mapping[str, Any],
     for name, stats in card.get("feature_stats", {}).items():
         if name not in card.get("features", [name]):
             continue
-        values = [r["features"][name] for r in rows if r.get("features") and name in r["features"]]
+        values = [v for r in rows if r.get("features") and (v := r["features"].get(name)) is not None]
         result.append(feature_drift(name, values, stats, thresholds))
     return result
 

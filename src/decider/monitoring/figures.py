@@ -13,12 +13,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from decider.monitoring.drift import THRESHOLDS, Thresholds, class_drift, input_drift
+from decider.monitoring.drift import THRESHOLDS, Thresholds, class_drift, input_drift, verdict
+from decider.web.format import num
 
 Bucket = Literal["hour", "day"]
 STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 MAX_BUCKETS = 24 * 62  # a longer span is drawn in days instead of hours
 CONFIDENCE_BINS = 20
+NOVELTY_KINDS = ("range", "combination", "unscorable")
+TOP_FEATURES = 5
 
 Row = Mapping[str, Any]
 
@@ -150,6 +153,43 @@ def outputs(rows: Sequence[Row], card: Mapping[str, Any], thresholds: Thresholds
     }
 
 
+def novelty(rows: Sequence[Row], thresholds: Thresholds) -> dict[str, Any]:
+    """Cases whose input was unlike the training data: how many, of which kind, and who decided them.
+
+    `novelty` on a row is None when not checked, [] when checked and ordinary, else its reasons. A case
+    counts once per kind, and once per feature out of range, however many reasons it carries.
+    """
+    checked = novel = auto = 0
+    kinds: Counter[str] = Counter(dict.fromkeys(NOVELTY_KINDS, 0))
+    features: Counter[str] = Counter()
+    examples: dict[str, str] = {}
+    for r in rows:
+        reasons = r.get("novelty")
+        if reasons is None:
+            continue
+        checked += 1
+        if not reasons:
+            continue
+        novel += 1
+        auto += r["route"] == "auto"
+        kinds.update({str(x.get("kind")) for x in reasons})
+        out_of_range = {x["feature"]: x.get("message") for x in reasons
+                        if x.get("kind") == "range" and x.get("feature")}
+        features.update(out_of_range.keys())
+        examples.update(out_of_range)  # rows are oldest first: the newest message stays
+    share = novel / checked if checked else None
+    share_flag = checked >= thresholds.novelty_min_n and share is not None and share > thresholds.novelty_share
+    flag = share_flag or auto > 0  # a novel case decided by the model alone is worth a look at any n
+    status, judged_from = verdict(flag, False, thresholds.novelty_min_n if checked < thresholds.novelty_min_n else None)
+    return {
+        "checked": checked, "unchecked": len(rows) - checked, "novel": novel, "share": share,
+        "auto": auto, "queued": novel - auto, "by_kind": dict(kinds),
+        "top_features": [{"feature": f, "count": n, "example": examples[f]}
+                         for f, n in sorted(features.items(), key=lambda fn: (-fn[1], fn[0]))[:TOP_FEATURES]],
+        "share_flag": share_flag, "auto_flag": auto > 0, "flag": flag, "status": status, "judged_from": judged_from,
+    }
+
+
 def quality(rows: Sequence[Row]) -> dict[str, Any]:
     versions = sorted({r["model_version"] for r in rows if r["model_version"] is not None})
     return {
@@ -165,7 +205,7 @@ def flags(fig: Mapping[str, Any], card: Mapping[str, Any], thresholds: Threshold
     for f in fig["drift"]["features"]:
         if f["psi_flag"]:
             out.append({"figure": f"drift.{f['name']}.psi", "message":
-                        f"{f['name']}: PSI {f['psi']:.3f} > {thresholds.psi} (n={f['n']})"})
+                        f"{f['name']}: PSI {num(f['psi'])} > {thresholds.psi} (n={f['n']})"})
         if f["ks_flag"]:
             out.append({"figure": f"drift.{f['name']}.ks", "message":
                         f"{f['name']}: KS p={f['ks_pvalue']:.2g} < {thresholds.ks_pvalue} (n={f['n']})"})
@@ -176,7 +216,16 @@ def flags(fig: Mapping[str, Any], card: Mapping[str, Any], thresholds: Threshold
     classes = fig["outputs"]["classes"]
     if classes["flag"]:
         out.append({"figure": "outputs.classes.psi", "message":
-                    f"predicted classes: PSI {classes['psi']:.3f} against training > {thresholds.class_psi}"})
+                    f"predicted classes: PSI {num(classes['psi'])} against training > {thresholds.class_psi}"})
+    nov = fig["novelty"]
+    if nov["share_flag"]:
+        out.append({"figure": "novelty.share", "message":
+                    f"novel inputs: {nov['share']:.1%} of {nov['checked']} checked cases unlike the training data "
+                    f"> {thresholds.novelty_share:.0%}"})
+    if nov["auto_flag"]:
+        out.append({"figure": "novelty.auto", "message":
+                    f"novel inputs: {nov['auto']} case{'s' if nov['auto'] != 1 else ''} unlike the training data "
+                    f"decided by the model (automation.novelty = \"allow\")"})
     baseline = card.get("test", {}).get("accuracy")
     for key in ("model_accuracy", "auto_accuracy", "audit_agreement"):
         s = fig["quality"]["overall"][key]
@@ -203,6 +252,7 @@ def compute(rows: Sequence[Row], card: Mapping[str, Any], *, since: datetime | N
                       "class_distribution": card.get("class_distribution", {})},
         "thresholds": thresholds.__dict__.copy(),
         "drift": {"features": drift, "flagged": any(f["flag"] for f in drift)},
+        "novelty": novelty(rows, thresholds),
         "outputs": outputs(rows, card, thresholds),
         "quality": quality(rows),
         "timeline": timeline(rows, starts, bucket),

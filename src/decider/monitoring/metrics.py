@@ -38,6 +38,10 @@ LATENCY = Histogram("decider_http_request_duration_seconds", "Time to answer an 
                     ["method", "route"], buckets=LATENCY_BUCKETS)
 CASES = Counter("decider_cases", "Cases created, by route (auto|queue), decision at creation and model version",
                 ["route", "decision", "model_version"])
+NOVEL_CASES = Counter("decider_novel_cases", "Cases created with an input unlike the training data, once per "
+                      "kind of reason (range|combination|unscorable), by route (auto: novelty allowed)",
+                      ["kind", "route"])
+NOVELTY_KINDS = frozenset({"range", "combination", "unscorable"})  # anything else counts as "other"
 OUTCOMES = Counter("decider_outcomes", "Outcomes reported; `decision` says whether the final decision matched",
                    ["decision"])
 
@@ -108,15 +112,24 @@ def mount_path(scope: Scope, path: str) -> str | None:
 
 
 _case_children: dict[tuple[str, str, str], Any] = {}
+_novel_children: dict[tuple[str, str], Any] = {}
 
 
 def record_case(row: dict[str, Any]) -> None:
-    """Count one newly created case."""
+    """Count one newly created case, and each kind of novelty it was flagged for."""
     key = (row["route"], row["decision"] or "none", row["model_version"] or "none")
     child = _case_children.get(key)
     if child is None:
         child = _case_children[key] = CASES.labels(*key)
     child.inc()
+    reasons = row.get("novelty")  # None: not checked; []: nothing unusual
+    if reasons:
+        for kind in {r.get("kind") for r in reasons}:
+            novel = (kind if kind in NOVELTY_KINDS else "other", row["route"])
+            counter = _novel_children.get(novel)
+            if counter is None:
+                counter = _novel_children[novel] = NOVEL_CASES.labels(*novel)
+            counter.inc()
 
 
 def record_outcome(case: dict[str, Any], label: str) -> None:

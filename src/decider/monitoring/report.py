@@ -18,12 +18,14 @@ from decider.db import PROJECT_ROOT, make_engine, now
 from decider.monitoring import queries
 from decider.monitoring.service import DEFAULT_SPAN, aware, monitoring_figures
 from decider.registry.cards import card_path, read_card
+from decider.web.format import num
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 
 
 def render_report(fig: dict, *, database: str) -> str:
     env = Environment(loader=FileSystemLoader(PROJECT_ROOT / "templates"), autoescape=select_autoescape())
+    env.filters["num"] = num
     return env.get_template("report.html").render(
         fig=fig, database=database, generated=now().isoformat(),
         css=(STATIC / "decider.css").read_text(), chart_js=(STATIC / "vendor" / "chart.umd.min.js").read_text(),

@@ -50,10 +50,12 @@ BucketQ = Annotated[Bucket | None, Query(description="Time series step; default 
 @api_router.get("")
 def monitoring_json(runtime: RuntimeDep, admin: AdminTokenDep, since: Since = None, until: Until = None,
                     last: Last = None, bucket: BucketQ = None) -> dict[str, Any]:
-    """Drift, outputs, quality and the time series for a window of cases, with every flag raised.
+    """Drift, novel inputs, outputs, quality and the time series for a window of cases, with every flag raised.
 
-    Drift compares the window's inputs with the live model's card. Each quality figure carries the count
-    behind it (`n`) and is null where nothing could be counted.
+    Drift compares the window's inputs with the live model's card. `novelty` counts the cases checked for
+    inputs unlike the training data, those found novel (by kind, and the features most often out of range),
+    and how many of them the model decided anyway. Each quality figure carries the count behind it (`n`) and
+    is null where nothing could be counted.
     """
     return monitoring_figures(engine=runtime.engine, card=runtime.deployment.live.card, since=since,
                               until=until, last=last, bucket=bucket)

@@ -21,6 +21,7 @@ from decider.deps import RuntimeDep
 from decider.errors import DeciderError, Forbidden
 from decider.fields import Text
 from decider.runtime import Runtime
+from decider.web.format import num
 
 templates = Jinja2Templates(directory=str(PROJECT_ROOT / "templates"))  # autoescapes .html
 
@@ -39,6 +40,7 @@ def age(delta: timedelta) -> str:
 
 
 templates.env.filters["age"] = age
+templates.env.filters["num"] = num
 router = APIRouter(include_in_schema=False)
 
 
