@@ -58,9 +58,18 @@ def catalog(settings: Settings, current: dict[str, list[str]], verify: bool = Tr
             "created_at": card.get("created_at"),
             "train_accuracy": card.get("train", {}).get("accuracy"), "train_n": card.get("train", {}).get("n"),
             "test_accuracy": card.get("test", {}).get("accuracy"), "test_n": card.get("test", {}).get("n"),
+            "estimator": card.get("estimator"), "calibration": calibration_summary(card),
             "status": status,
         })
     return out
+
+
+def calibration_summary(card: dict[str, Any]) -> dict[str, Any] | None:
+    """The card's calibration evidence without the held-out triples (hundreds of rows, read by thresholds)."""
+    calibration = card.get("calibration")
+    if not isinstance(calibration, dict):
+        return None
+    return {k: v for k, v in calibration.items() if k != "holdout"}
 
 
 def _count(condition: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
@@ -10,6 +11,7 @@ from fastapi.responses import HTMLResponse
 from decider.db import as_utc
 from decider.deps import RuntimeDep
 from decider.registry.api import overview
+from decider.registry.reliability import reliability_svg
 from decider.web.pages import AdminDep, render
 
 router = APIRouter(prefix="/admin/models", include_in_schema=False)
@@ -27,8 +29,21 @@ def utc_minutes(iso: str | None) -> str | None:
     return f"{as_utc(at):%Y-%m-%d %H:%M} UTC"
 
 
+def calibration_view(model_id: str, calibration: Any) -> dict[str, Any] | None:
+    """A card's `calibration` as the Calibration section reads it, or None for a card trained before
+    calibration was recorded. `before` and `after` are always mappings, so a hand-edited card shows dashes
+    rather than breaking the page; `diagram` is the reliability diagram, drawn in Python (the pages run no
+    script of their own for it, and the template should not build SVG)."""
+    if not isinstance(calibration, dict):
+        return None
+    figures = {k: calibration[k] if isinstance(calibration.get(k), dict) else {} for k in ("before", "after")}
+    return calibration | figures | {"diagram": reliability_svg(calibration.get("reliability"), name=model_id)}
+
+
 @router.get("")
 def models_page(request: Request, runtime: RuntimeDep, user: AdminDep) -> HTMLResponse:
     data = overview(runtime)
-    data["versions"] = [v | {"created": utc_minutes(v.get("created_at"))} for v in data["versions"]]
+    data["versions"] = [v | {"created": utc_minutes(v.get("created_at")),
+                             "calibration": calibration_view(v["id"], v.get("calibration"))}
+                        for v in data["versions"]]
     return render(request, "admin_models.html", **data)
