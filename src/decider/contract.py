@@ -49,10 +49,14 @@ class Contract:
     def check(self, given: Mapping[str, float | None], required: Iterable[str]) -> None:
         """A record a client sent: every field known, and every field in `required` (what the models that may
         score it use, deployment.required) present, null only where the contract allows it."""
-        for name in given:
-            if name not in self.fields:
+        for name, value in given.items():
+            spec = self.fields.get(name)
+            if spec is None:
                 raise InvalidInput(f"features.{name}: unknown field (the contract's fields: {self._listed()})",
                                    field=f"features.{name}")
+            if value is None and not spec.nullable:
+                raise InvalidInput(f"features.{name}: null, but it was never missing in training; send a number "
+                                   f"or leave the field out", field=f"features.{name}")
         for name in required:
             spec = self.fields.get(name)
             if given.get(name) is None and not (spec and spec.nullable):
