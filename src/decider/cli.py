@@ -12,6 +12,7 @@ from typing import Annotated, TypeVar
 import typer
 from sqlmodel import Session
 
+from decider.automation.cli import app as thresholds_app
 from decider.cli_support import ConfigOpt, fail, settings_or_exit
 from decider.config import Settings
 from decider.errors import DeciderError
@@ -27,6 +28,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
 app.add_typer(models_app, name="models")
+app.add_typer(thresholds_app, name="thresholds")
 T = TypeVar("T")
 
 def session_for(settings: Settings) -> Session:

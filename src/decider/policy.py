@@ -136,7 +136,9 @@ def route(
     if level in (Level.HUMAN_ONLY, Level.SHADOW, Level.ASSIST) or prediction is None or confidence is None:
         return Routing("queue", level, None, show_suggestion=level is Level.ASSIST, audit=False)
     threshold = None if level is Level.FULL else policy.threshold_for(prediction)
-    auto = threshold is None or confidence >= threshold
+    # A threshold of 1 means "never alone": what `decider thresholds suggest` writes for a class it cannot
+    # certify (a calibrated probability can be exactly 1.0, which a plain >= would let through).
+    auto = threshold is None or (threshold < 1.0 and confidence >= threshold)
     if not auto:
         return Routing("queue", level, threshold, show_suggestion=True, audit=False)
     if novel and policy.novelty == "queue":

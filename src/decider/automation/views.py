@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from decider.automation import history
+from decider.automation import evidence, history
 from decider.cases.api import ERRORS
+from decider.db import as_utc
 from decider.deps import AdminTokenDep, RuntimeDep
 from decider.runtime import Runtime
 from decider.web.pages import AdminDep, render
@@ -50,9 +51,34 @@ def read_policy(runtime: RuntimeDep, admin: AdminTokenDep) -> dict[str, Any]:
     return policy_view(runtime)
 
 
+TargetError = Annotated[float, Query(gt=0, le=0.5, description="Largest error rate to accept among automatic "
+                                     "decisions")]
+Confidence = Annotated[float, Query(ge=0.5, lt=1, description="How sure the bound must be")]
+
+
+def threshold_suggestion(runtime: Runtime, target_error: float, confidence: float,
+                         since: datetime | None = None) -> dict[str, Any]:
+    live = runtime.deployment.live
+    with runtime.engine.connect() as conn:
+        return evidence.suggestion(conn=conn, card=live.card, model_id=live.id, labels=live.labels,
+                                   target=target_error, confidence=confidence, since=since)
+
+
+@api_router.get("/thresholds")
+def suggest_thresholds(runtime: RuntimeDep, admin: AdminTokenDep, target_error: TargetError = 0.02,
+                       confidence: Confidence = 0.95, since: datetime | None = None) -> dict[str, Any]:
+    """The lowest thresholds, overall and per predicted class, whose error among automatic decisions is at most
+    `target_error` with the stated `confidence` (Learn-then-Test, exact binomial bounds): from live labels
+    (queued cases reviewed, blind audits) and, apart, from the held-out rows on the model card. What
+    `decider thresholds suggest --json` prints; `suggested` is what `--write` would put in the config."""
+    return threshold_suggestion(runtime, target_error, confidence, as_utc(since) if since else None)
+
+
 @page_router.get("/admin/policy")
-def policy_page(request: Request, runtime: RuntimeDep, user: AdminDep) -> HTMLResponse:
+def policy_page(request: Request, runtime: RuntimeDep, user: AdminDep, target_error: TargetError = 0.02,
+                confidence: Confidence = 0.95) -> HTMLResponse:
     view = policy_view(runtime)
     return render(request, "admin_policy.html", **view, models_problem=runtime.problems.get("models"),
                   restart_problem=runtime.problems.get("restart"),
-                  reload_seconds=runtime.settings.server.reload_seconds)
+                  reload_seconds=runtime.settings.server.reload_seconds,
+                  suggestion=threshold_suggestion(runtime, target_error, confidence))

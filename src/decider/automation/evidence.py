@@ -1,0 +1,124 @@
+"""The labels behind a threshold suggestion: what decider holds, arranged as certify.py's strata.
+
+Two bodies of evidence, never mixed, because they describe different populations:
+- training-time: the held-out rows on the live model's card, (confidence, predicted, correct) each. A
+  random sample of the training data, so valid for live cases only while inputs do not drift.
+- live: the cases the live model scored. Queued cases are a census (a person labels every one; one still
+  waiting counts as an error); automatic decisions are a population sampled by blind audits, grouped by the
+  audit rate in force when each was routed. Automatic decisions routed with audit rate 0 were never checked,
+  so each counts as an error (the worst case): pass `since` to start after the audit rate was raised.
+Outcomes are not used: which cases get one is up to the client, so they are not a sample of anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, select
+
+from decider.automation import history
+from decider.cases.tables import Case
+from decider.certify import Census, Evidence, Sample, Suggestion, suggest
+
+CASE = Case.__table__  # type: ignore[attr-defined]
+
+
+def training_evidence(card: Mapping[str, Any]) -> Evidence:
+    rows = (card.get("calibration") or {}).get("holdout") or []
+    if not rows:
+        return Evidence()
+    conf = np.array([float(r[0]) for r in rows])
+    pred = np.array([str(r[1]) for r in rows])
+    wrong = np.array([not bool(r[2]) for r in rows])
+    return Evidence(samples=[Sample(conf, wrong, conf, pred, pred)])
+
+
+def live_evidence(rows: Iterable[Mapping[str, Any]], audit_rates: Mapping[str, float]) -> tuple[Evidence, int]:
+    """(evidence, automatic decisions that no audit could have checked) from case rows of one model."""
+    queued_conf, queued_pred, queued_wrong = [], [], []
+    auto: dict[float, dict[str, list[Any]]] = {}
+    unchecked = 0
+    for r in rows:
+        labelled = r["review_status"] == "done" and r["review_label"] is not None
+        wrong = r["review_label"] != r["prediction"] if labelled else None
+        if r["route"] == "queue":
+            queued_conf.append(r["confidence"])
+            queued_pred.append(r["prediction"])
+            queued_wrong.append(wrong)
+            continue
+        rate = audit_rates.get(r["policy_version"], 0.0)
+        if rate <= 0:
+            unchecked += 1
+            rate = 0.0
+        group = auto.setdefault(rate, {"pop": [], "pop_pred": [], "conf": [], "pred": [], "wrong": []})
+        group["pop"].append(r["confidence"])
+        group["pop_pred"].append(r["prediction"])
+        if r["audit"] and wrong is not None:
+            group["conf"].append(r["confidence"])
+            group["pred"].append(r["prediction"])
+            group["wrong"].append(wrong)
+    evidence = Evidence()
+    if queued_conf:
+        evidence.censuses.append(Census(np.array(queued_conf, dtype=float), queued_wrong, np.array(queued_pred)))
+    for group in auto.values():
+        evidence.samples.append(Sample(np.array(group["conf"], dtype=float), np.array(group["wrong"], dtype=bool),
+                                       np.array(group["pop"], dtype=float), np.array(group["pred"]),
+                                       np.array(group["pop_pred"])))
+    return evidence, unchecked
+
+
+def audit_rates(conn: Connection) -> dict[str, float]:
+    """The audit rate of every policy version the history holds."""
+    return {h["version"]: float(h["content"].get("audit_rate", 0.0)) for h in history.history(conn=conn, limit=10_000)}
+
+
+def live_rows(conn: Connection, model_id: str, since: datetime | None) -> list[dict[str, Any]]:
+    query = select(CASE.c.confidence, CASE.c.prediction, CASE.c.route, CASE.c.audit, CASE.c.review_status,
+                   CASE.c.review_label, CASE.c.policy_version).where(
+        CASE.c.model_version == model_id, CASE.c.model_role == "live", CASE.c.confidence.is_not(None),
+        CASE.c.prediction.is_not(None))
+    if since is not None:
+        query = query.where(CASE.c.created_at >= since)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def _certified(c: Any) -> dict[str, Any]:
+    return {"threshold": c.threshold, "error_bound": c.bound, "error_seen": c.error_seen, "automates": c.coverage,
+            "cases": c.cases, "labelled": c.labelled, "more_labels_needed": c.needed}
+
+
+def describe(s: Suggestion) -> dict[str, Any]:
+    return {"labelled": s.labelled, "overall": _certified(s.overall),
+            "per_class": {k: _certified(v) for k, v in s.per_class.items()}}
+
+
+def suggestion(*, conn: Connection, card: Mapping[str, Any], model_id: str, labels: list[str], target: float,
+               confidence: float, since: datetime | None = None) -> dict[str, Any]:
+    """Both suggestions, and the one to use: live evidence where it certifies, else training-time evidence."""
+    rows = live_rows(conn, model_id, since)
+    live, unchecked = live_evidence(rows, audit_rates(conn))
+    train = training_evidence(card)
+    held_out = len((card.get("calibration") or {}).get("holdout") or [])
+    out: dict[str, Any] = {
+        "target_error": target, "confidence": confidence, "model_version": model_id,
+        "since": since.isoformat() if since else None,
+        "training": describe(suggest(train, target=target, confidence=confidence, labels=labels,
+                                     total=held_out)) | {"rows": held_out},
+        "live": describe(suggest(live, target=target, confidence=confidence, labels=labels, total=len(rows)))
+        | {"cases": len(rows), "unchecked_automatic": unchecked},
+    }
+    source = "live" if out["live"]["overall"]["threshold"] is not None or any(
+        c["threshold"] is not None for c in out["live"]["per_class"].values()) else "training"
+    chosen = out[source]
+    certified_any = chosen["overall"]["threshold"] is not None or any(
+        c["threshold"] is not None for c in chosen["per_class"].values())
+    out["suggested"] = {
+        "source": source if certified_any else None,
+        "threshold": chosen["overall"]["threshold"] if chosen["overall"]["threshold"] is not None else 1.0,
+        "class_thresholds": {k: (c["threshold"] if c["threshold"] is not None else 1.0)
+                             for k, c in chosen["per_class"].items()},
+    }
+    return out

@@ -1,0 +1,225 @@
+"""Certified thresholds: the lowest confidence threshold whose error among the cases it would let the model
+decide is at most a target, with a stated confidence, from labelled evidence. Pure: no I/O.
+
+The procedure is Learn-then-Test (Angelopoulos, Bates et al., 2021) with fixed-sequence testing. The grid is
+tested from the strictest threshold down; at each, the hypothesis "the error among cases at or above this
+threshold is above the target" is rejected when an exact upper confidence bound (level `delta`) on that error
+is at most the target, and the first threshold not rejected ends the sequence. Because testing stops at the
+first failure, the chance that any threshold passed is in truth above the target is at most `delta` (the
+family-wise error of fixed-sequence testing), so taking the lowest one passed does not spend the guarantee,
+however fine the grid.
+
+Evidence comes in strata, each bounded exactly:
+- a *sample*: labelled cases drawn at random from a population of known size (blind audits of automatic
+  decisions, drawn at the audit rate; the model card's held-out rows, a sample of the training data). Its
+  error rate is bounded with Clopper-Pearson; the population's errors with that rate times its size.
+- a *census*: a population whose every case is labelled or counted (queued cases, all reviewed): errors are
+  counted, and a case not reviewed yet counts as an error (the worst case).
+At a threshold, the bound is (census errors + census unreviewed + sum of sample bounds x population sizes) /
+(all cases at or above it). Several samples split `delta` between them (Bonferroni), so the bound holds for
+all at once; per-class thresholds split it again between the classes, so that every class's statement, and
+therefore the overall one, holds together at the stated confidence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.stats import beta
+
+GRID = tuple(round(t, 3) for t in np.arange(0.999, 0.499, -0.001))  # strictest first
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Labelled cases drawn uniformly at random from a population: `confidence` and `wrong` of each labelled
+    case, and the confidence of every member of the population (labelled or not)."""
+
+    confidence: np.ndarray
+    wrong: np.ndarray
+    population: np.ndarray  # confidence of every case the sample was drawn from
+    predicted: np.ndarray | None = None  # per labelled case, for per-class thresholds
+    population_predicted: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Census:
+    """Every case of a population, each labelled (`wrong` True/False) or not yet (`wrong` None -> counted
+    as an error)."""
+
+    confidence: np.ndarray
+    wrong: Sequence[bool | None]
+    predicted: np.ndarray | None = None
+
+
+@dataclass
+class Evidence:
+    samples: list[Sample] = field(default_factory=list)
+    censuses: list[Census] = field(default_factory=list)
+
+    def labelled(self) -> int:
+        return sum(len(s.wrong) for s in self.samples) + sum(w is not None for c in self.censuses for w in c.wrong)
+
+
+def clopper_pearson_upper(errors: np.ndarray, n: np.ndarray, delta: float) -> np.ndarray:
+    """The exact one-sided (1 - delta) upper bound on a binomial rate; 1 where there is no trial."""
+    errors, n = np.asarray(errors, dtype=float), np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore"):
+        upper = beta.ppf(1 - delta, errors + 1, np.maximum(n - errors, 1e-12))
+    return np.where((n > 0) & (errors < n), upper, 1.0)
+
+
+def _at_or_above(values: np.ndarray, grid: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """For each threshold, the number (or weight) of values at or above it."""
+    order = np.sort(values)
+    if weights is None:
+        return len(order) - np.searchsorted(order, grid, side="left")
+    w = np.asarray(weights, dtype=float)[np.argsort(values)]
+    tail = np.concatenate([np.cumsum(w[::-1])[::-1], [0.0]])
+    return tail[np.searchsorted(order, grid, side="left")]
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Per grid threshold: the cases at or above it, the estimated and the bounded error among them."""
+
+    grid: np.ndarray
+    cases: np.ndarray
+    errors_seen: np.ndarray  # point estimate of the error rate
+    upper: np.ndarray
+    labelled: np.ndarray
+    best_case: np.ndarray  # the bound if every labelled case were right: above the target, it cannot pass
+
+
+def curve(evidence: Evidence, delta: float, grid: Sequence[float] = GRID, label: str | None = None) -> Curve:
+    """The bound on the error among cases at or above each threshold; `label` restricts to one predicted class."""
+    g = np.asarray(grid, dtype=float)
+    cases = np.zeros(len(g))
+    errors_hi = np.zeros(len(g))
+    errors_best = np.zeros(len(g))
+    errors_est = np.zeros(len(g))
+    labelled = np.zeros(len(g))
+    split = delta / max(len(evidence.samples), 1)
+    for s in evidence.samples:
+        keep = slice(None) if label is None or s.predicted is None else s.predicted == label
+        pop_keep = slice(None) if label is None or s.population_predicted is None else s.population_predicted == label
+        conf, wrong = np.asarray(s.confidence)[keep], np.asarray(s.wrong, dtype=float)[keep]
+        population = _at_or_above(np.asarray(s.population)[pop_keep], g).astype(float)
+        n = _at_or_above(conf, g).astype(float)
+        k = _at_or_above(conf, g, wrong)
+        rate_hi = clopper_pearson_upper(k, n, split)
+        cases += population
+        errors_hi += np.where(population > 0, rate_hi * population, 0.0)
+        errors_best += np.where(population > 0, clopper_pearson_upper(0 * n, n, split) * population, 0.0)
+        errors_est += np.where(n > 0, k / np.maximum(n, 1) * population, 0.0)
+        labelled += n
+    for c in evidence.censuses:
+        keep = np.ones(len(c.confidence), bool) if label is None or c.predicted is None else c.predicted == label
+        conf = np.asarray(c.confidence)[keep]
+        flags = [w for w, k in zip(c.wrong, keep, strict=True) if k]
+        known_wrong = np.array([1.0 if w else 0.0 for w in flags])
+        unknown = np.array([1.0 if w is None else 0.0 for w in flags])
+        cases += _at_or_above(conf, g)
+        errors_hi += _at_or_above(conf, g, known_wrong + unknown) if len(conf) else 0.0
+        errors_best += _at_or_above(conf, g, unknown) if len(conf) else 0.0
+        errors_est += _at_or_above(conf, g, known_wrong) if len(conf) else 0.0
+        labelled += _at_or_above(conf, g, 1 - unknown) if len(conf) else 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        upper = np.where(cases > 0, errors_hi / cases, 1.0)
+        best = np.where(cases > 0, errors_best / cases, 1.0)
+        seen = np.where(cases > 0, errors_est / cases, np.nan)
+    return Curve(g, cases, seen, np.minimum(upper, 1.0), labelled, best)
+
+
+@dataclass(frozen=True)
+class Certified:
+    threshold: float | None  # None: no threshold could be certified
+    bound: float | None  # the upper bound on the error at it
+    error_seen: float | None
+    coverage: float  # share of all scored cases at or above it
+    cases: int
+    labelled: int
+    needed: int | None  # when uncertified: labelled cases at the strictest threshold that would certify it
+
+
+def labels_to_certify(rate: float, target: float, delta: float) -> int | None:
+    """The fewest labelled cases at an error rate `rate` whose exact bound is at most `target` (None: never)."""
+    if rate >= target:
+        return None
+
+    def certifies(n: int) -> bool:
+        return bool(clopper_pearson_upper(np.array([math.floor(rate * n)]), np.array([n]), delta)[0] <= target)
+
+    high = 1
+    while not certifies(high):  # doubling, then bisection: the bound shrinks as n grows at a fixed rate
+        high *= 2
+        if high > 100_000_000:
+            return None
+    low = high // 2
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if certifies(mid) else (mid, high)
+    return high
+
+
+def fixed_sequence(c: Curve, target: float, total: float, delta: float) -> Certified:
+    """Walk from the strictest threshold down while the bound stays at or under the target.
+
+    The strictest thresholds have few labelled cases above them, and a bound over few cases is wide
+    whatever their labels, so one early error would end the walk before it reached thresholds the evidence
+    does support. The walk therefore starts at the strictest threshold with enough labels to certify an
+    error of half the target (`start`), and skips a threshold whose bound would exceed the target even if
+    every labelled case were right. Both depend only on how many cases lie above each threshold, never on
+    their labels, so the order tested is fixed before the labels are read and the guarantee stands.
+    """
+    start = labels_to_certify(target / 2, target, delta) or 1
+    passed, stopped = None, None
+    for i in range(len(c.grid)):
+        if passed is None and (c.labelled[i] < start or c.best_case[i] > target):
+            continue  # not testable yet: too few labels above it
+        if c.best_case[i] > target or c.upper[i] > target:
+            stopped = i
+            break
+        passed = i
+    if passed is None:
+        return Certified(None, None, None, 0.0, 0, int(c.labelled.max(initial=0)), needed_labels(c, target, delta,
+                                                                                                 stopped, start))
+    return Certified(float(c.grid[passed]), float(c.upper[passed]), float(c.errors_seen[passed]),
+                     float(c.cases[passed] / total) if total else 0.0, int(c.cases[passed]),
+                     int(c.labelled[passed]), None)
+
+
+def needed_labels(c: Curve, target: float, delta: float, stopped: int | None, start: int) -> int | None:
+    """When nothing passed: how many more labelled cases, at the error rate seen where the walk stopped (or
+    over all the evidence, when it never started), would certify that threshold (None: the rate seen is at
+    or above the target, and more labels alone will not do)."""
+    at = stopped if stopped is not None else len(c.grid) - 1
+    seen = c.errors_seen[at]
+    rate = 0.0 if np.isnan(seen) else float(seen)
+    n = labels_to_certify(rate, target, delta)
+    more = None if n is None else max(n, start) - int(c.labelled[at])
+    return more if more is not None and more > 0 else None  # enough labels already: the rate is the obstacle
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    target: float
+    confidence: float
+    overall: Certified
+    per_class: dict[str, Certified]
+    labelled: int
+
+
+def suggest(evidence: Evidence, *, target: float, confidence: float, labels: Sequence[str], total: float,
+            grid: Sequence[float] = GRID) -> Suggestion:
+    """The lowest certifiable threshold overall (at level 1 - confidence) and per predicted class (the level
+    split between the classes), with the share of `total` scored cases each would automate."""
+    delta = 1 - confidence
+    overall = fixed_sequence(curve(evidence, delta, grid), target, total, delta)
+    per_delta = delta / max(len(labels), 1)
+    per_class = {label: fixed_sequence(curve(evidence, per_delta, grid, label), target, total, per_delta)
+                 for label in labels}
+    return Suggestion(target, confidence, overall, per_class, evidence.labelled())
