@@ -147,3 +147,30 @@ def test_candidates_and_shadows_on_other_columns_and_a_refused_one(tmp_path, sql
     refused = subprocess.run([sys.executable, "-m", "decider", "serve", "--config", str(bad), "--port", "1"],
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode != 0 and "needs ['petal length (mm)']" in refused.stderr + refused.stdout
+
+
+def test_a_version_whose_contract_differs_is_refused_both_ways(tmp_path):
+    """A contract that only grew would let the next version need a field no client sends; one that shrank
+    would refuse fields clients send now. Either way the switch is refused before it is recorded."""
+    import numpy as np
+    import pytest
+
+    from decider.config import load_settings as settings_of
+    from decider.errors import ModelRefused
+    from decider.registry.deploy import check_switch
+    from decider.registry.training import Dataset
+
+    out = model_versions(tmp_path)
+    iris = iris_dataset()
+    grown = Dataset(np.column_stack([iris.X, iris.X[:, 2] * iris.X[:, 3]]), iris.y, [*NAMES, "petal area"],
+                    iris.source)
+    train(grown, name="grown", version=1, out_dir=out, estimator="logistic", use=["sepal length (cm)",
+                                                                                   "petal width (cm)"])
+    shrunk = Dataset(iris.X[:, [0, 3]], iris.y, [NAMES[0], NAMES[3]], iris.source)
+    train(shrunk, name="shrunk", version=1, out_dir=out, estimator="logistic")
+    settings = settings_of(write_config(tmp_path, "sqlite://", models_dir=out))
+    with pytest.raises(ModelRefused, match=r"its contract adds \['petal area'\], which clients do not send now"):
+        check_switch(settings, current="iris-v1", target="grown-v1")
+    with pytest.raises(ModelRefused, match=r"its contract lacks \['sepal width \(cm\)', 'petal length \(cm\)'\]"):
+        check_switch(settings, current="iris-v1", target="shrunk-v1")
+    assert check_switch(settings, current="iris-v1", target="iris-v2").id == "iris-v2"

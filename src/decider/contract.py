@@ -66,7 +66,7 @@ class Contract:
 
     def _listed(self) -> str:
         names = self.names()
-        more = f", … ({len(names) - LISTED} more: GET /api/v1/models)" if len(names) > LISTED else ""
+        more = f", … ({len(names) - LISTED} more: see /docs)" if len(names) > LISTED else ""
         return ", ".join(names[:LISTED]) + more
 
     def problems_for_model(self, model_id: str, features: Iterable[str], accepts_missing: bool) -> list[str]:
@@ -83,13 +83,18 @@ class Contract:
         return out
 
     def problems_replacing(self, current: Contract) -> list[str]:
-        """Why records valid under `current` would be refused under this contract (empty when none would)."""
+        """Why this contract cannot take over from `current` (empty when it can): it must name the same fields,
+        and allow a null wherever `current` does. A contract that only grew would let a later version need a
+        field no client sends, and one that shrank would refuse fields clients send now."""
         dropped = [n for n in current.fields if n not in self.fields]
+        added = [n for n in self.fields if n not in current.fields]
         no_null = [n for n, f in current.fields.items() if f.nullable and n in self.fields
                    and not self.fields[n].nullable]
         out = []
         if dropped:
             out.append(f"its contract lacks {dropped}, which clients may send now")
+        if added:
+            out.append(f"its contract adds {added}, which clients do not send now")
         if no_null:
             out.append(f"its contract refuses null for {no_null}, which clients may send as null now")
         return out
@@ -100,14 +105,17 @@ class Contract:
                            for n, f in self.fields.items()}}
 
 
-def contract_from_columns(X: np.ndarray, names: Sequence[str], source: str | None) -> dict[str, Any]:
-    """The card form of the contract of a training table (NaN where a value was missing)."""
+def contract_from_columns(X: np.ndarray, names: Sequence[str], source: str | None,
+                          nullable: Sequence[bool] | np.ndarray | None = None) -> dict[str, Any]:
+    """The card form of the contract of the rows seen in training (NaN where a value was missing); `nullable`
+    per column when it comes from more rows than `X` (a gap anywhere in the CSV)."""
     fields = {}
     for j, name in enumerate(names):
         column = np.asarray(X[:, j], dtype=float)
         present = column[~np.isnan(column)]
+        gaps = bool(np.isnan(column).any()) if nullable is None else bool(nullable[j])
         fields[name] = FieldSpec(name, "number", float(present.min()) if len(present) else None,
-                                 float(present.max()) if len(present) else None, bool(np.isnan(column).any()))
+                                 float(present.max()) if len(present) else None, gaps)
     return Contract(fields, source).as_dict()
 
 

@@ -61,7 +61,8 @@ def require_fits(model: LoadedModel, contract: Contract) -> None:
 
 
 def require_replaces(model: LoadedModel, current: Contract) -> None:
-    """A new live version must fit what clients send now, and its own contract must accept all of it."""
+    """A new live version must fit what clients send now, and its own contract must be the same one (the
+    same fields, nulls allowed where they are now): the contract changes only with the clients."""
     require_fits(model, current)
     problems = model.contract.problems_replacing(current)
     if problems:

@@ -102,7 +102,7 @@ def overview(runtime: Runtime) -> dict[str, Any]:
         "deployment": {"live": dep.live.id, "candidate": dep.candidate.id if dep.candidate else None,
                        "canary_percent": dep.canary_percent, "shadows": [s.id for s in dep.shadows],
                        "problem": runtime.problems.get("models")},
-        "versions": stats.catalog(runtime.settings, stats.deployment_roles(dep)),
+        "versions": stats.catalog(runtime.settings, stats.deployment_roles(dep), contract=dep.contract),
         "figures": figures,
         "history": history,
     }

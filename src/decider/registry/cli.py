@@ -37,7 +37,13 @@ def list_models(config: ConfigOpt = None) -> None:
         live = deploy.live_state(conn, settings).model_id
     m = settings.models
     current = stats.roles(live=live, candidate=m.candidate, canary_percent=m.canary_percent, shadows=m.shadow)
-    for v in stats.catalog(settings, current):
+    from decider.registry.artifacts import load
+
+    try:
+        contract = load(settings.models_dir, live).contract
+    except DeciderError:
+        contract = None  # the live version itself is broken: it shows as refused below
+    for v in stats.catalog(settings, current, contract=contract):
         typer.echo(f"{v['id']}  [{', '.join(v['roles'])}]" if v["roles"] else f"{v['id']}  (no role)")
         typer.echo(f"  features: {', '.join(v['features'])}")
         typer.echo(f"  classes:  {', '.join(v['classes'])}")

@@ -13,11 +13,12 @@ from sqlalchemy import Connection, and_, case, func, literal, select
 
 from decider.cases.tables import Case, ShadowPrediction
 from decider.config import Settings
+from decider.contract import Contract
 from decider.errors import ModelRefused
 from decider.policy import Level, Policy
 from decider.registry.artifacts import available, load
 from decider.registry.cards import card_path, read_card
-from decider.runtime import Deployment
+from decider.runtime import Deployment, require_replaces
 
 CASE = Case.__table__  # type: ignore[attr-defined]
 SHADOW = ShadowPrediction.__table__  # type: ignore[attr-defined]
@@ -39,8 +40,10 @@ def deployment_roles(dep: Deployment) -> dict[str, list[str]]:
                  canary_percent=dep.canary_percent, shadows=[s.id for s in dep.shadows])
 
 
-def catalog(settings: Settings, current: dict[str, list[str]], verify: bool = True) -> list[dict[str, Any]]:
-    """Every version in the models folder with its card's figures, its roles and whether it would load."""
+def catalog(settings: Settings, current: dict[str, list[str]], verify: bool = True,
+            contract: Contract | None = None) -> list[dict[str, Any]]:
+    """Every version in the models folder with its card's figures, its roles, and whether it would load and
+    (given the live `contract`) could be promoted."""
     out = []
     for model_id in available(settings.models_dir):
         try:
@@ -49,7 +52,9 @@ def catalog(settings: Settings, current: dict[str, list[str]], verify: bool = Tr
             card, status = {}, f"refused: its card cannot be read ({type(exc).__name__})"
         if verify and status == "ok":
             try:
-                load(settings.models_dir, model_id)
+                model = load(settings.models_dir, model_id)
+                if contract is not None and "live" not in current.get(model_id, []):
+                    require_replaces(model, contract)  # what promote would check first
             except ModelRefused as exc:
                 status = f"refused: {exc.message}"
         out.append({
