@@ -95,6 +95,31 @@ def test_missing_values_train_and_null_is_allowed_only_where_training_had_gaps(t
         refused = client.post("/api/v1/cases", headers=h, json={"features": record | {"a": None}})
         assert refused.status_code == 422 and refused.json()["field"] == "features.a"
 
+    # Forward selection works on the same gaps (the selector itself refuses NaN, so it chooses on filled data).
+    selected = train_cli(config, "--csv", str(tmp_path / "gaps.csv"), "--target", "label", "--select", "2")
+    assert len(selected["features"]) == 2 and selected["contract"] == card["contract"]
+
+
+def test_labels_spelt_missing_are_left_out_and_conflicting_options_refused(tmp_path, sqlite_url):
+    X, y = make_classification(300, 4, n_informative=3, n_redundant=0, random_state=4)
+    labels = np.array([f"class_{v}" for v in y], dtype=object)
+    labels[:40:4], labels[1:40:4], labels[2:40:4] = "NA", "?", "null"
+    path = tmp_path / "labels.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["a", "b", "c", "d", "label"])
+        writer.writerows([*row, label] for row, label in zip(X, labels, strict=True))
+    config = write_config(tmp_path, sqlite_url, models_dir=tmp_path / "models")
+    card = train_cli(config, "--csv", str(path), "--target", "label", "--estimator", "logistic")
+    assert card["classes"] == ["class_0", "class_1"] and card["data_notes"][0].startswith("30 rows without")
+    assert card["calibration"]["method"] in card["calibration"]["cv_log_loss"]  # chosen by cross-validation
+    runner = CliRunner()
+    for args, message in ((["--use", "a", "--select", "1"], "--use and --select both choose"),
+                          (["--select", "4"], "--select 4: the data has only 4 feature columns"),
+                          (["--exclude", "label"], "--exclude 'label' is the target")):
+        result = runner.invoke(cli, ["train", "--config", str(config), "--csv", str(path), "--target", "label", *args])
+        assert result.exit_code == 2 and message in result.output, result.output
+
 
 def test_text_columns_are_refused_by_name_and_can_be_left_out(tmp_path, sqlite_url):
     path = tmp_path / "mixed.csv"

@@ -100,8 +100,8 @@ def train(
         help="auto (the best 3-fold cross-validated of the next three), logistic, random_forest, "
              "hist_gradient_boosting, or seed (unregularised logistic regression, the iris recipe)")] = "",
     calibration: Annotated[str, typer.Option(
-        help="auto (isotonic from 1,000 calibration rows, temperature scaling below), temperature, isotonic, "
-             "sigmoid or none")] = "auto",
+        help="auto (none, temperature or, from 1,000 calibration rows, isotonic: the best by cross-validated "
+             "log loss), temperature, isotonic, sigmoid or none")] = "auto",
     holdout: Annotated[float, typer.Option(
         min=0.1, max=0.8, help="Share of rows held out: half calibrates, half tests")] = 0.4,
     seed: Annotated[int, typer.Option(help="Random seed for the split and the estimators")] = 0,

@@ -2,8 +2,8 @@
 
 Two checks, fitted at training time (registry/training.py) and stored in the artifact:
 
-- per feature, the training range widened by a margin (RANGE_MARGIN of its span on each side): a value
-  outside it is named, with the range;
+- per feature, the range seen in training (the rows fitted and calibrated on) widened by a margin
+  (RANGE_MARGIN of its span on each side): a value outside it is named, with the range;
 - taken together, the squared Mahalanobis distance from the training rows under scikit-learn's Ledoit-Wolf
   shrunk covariance, on standardised features with missing values filled by the training median. Shrinkage
   keeps the distance defined with many features and few rows, and a distance catches what per-feature ranges
@@ -104,7 +104,8 @@ class Guard:
 
 
 def fit(X_train: np.ndarray, X_cal: np.ndarray, features: Sequence[str]) -> Guard:
-    """Ranges and distance from the training rows; the distance's limit from the calibration rows."""
+    """Ranges from the training and calibration rows; the distance from the training rows, its limit from the
+    calibration rows."""
     from sklearn.covariance import LedoitWolf
 
     X_train = np.asarray(X_train, dtype=float)
@@ -113,7 +114,9 @@ def fit(X_train: np.ndarray, X_cal: np.ndarray, features: Sequence[str]) -> Guar
     center, scale = Z.mean(axis=0), Z.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     covariance = LedoitWolf().fit((Z - center) / scale)
-    guard = Guard(tuple(features), np.nanmin(X_train, axis=0), np.nanmax(X_train, axis=0), RANGE_MARGIN,
+    # The ranges span every row decider saw while training (fitting and calibrating), as the contract's do.
+    seen = np.vstack([X_train, np.asarray(X_cal, dtype=float)])
+    guard = Guard(tuple(features), np.nanmin(seen, axis=0), np.nanmax(seen, axis=0), RANGE_MARGIN,
                   fill, center, scale, covariance.location_, covariance.precision_, limit=0.0)
     held = guard.distances(np.asarray(X_cal, dtype=float))
     assert held is not None

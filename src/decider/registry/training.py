@@ -92,12 +92,16 @@ def csv_dataset(path: Path, target: str, exclude: tuple[str, ...] = ()) -> Datas
     unknown = [name for name in exclude if name not in header]
     if unknown:
         raise ValueError(f"{path}: --exclude {unknown[0]!r}: no such column")
+    if target in exclude:
+        raise ValueError(f"{path}: --exclude {target!r} is the target; it cannot be left out")
     names = [name for name in header if name != target and name not in exclude]
     if not names:
         raise ValueError(f"{path}: no feature columns besides the target {target!r}")
-    labelled = [row for row in rows if (row.get(target) or "").strip()]
+    labelled = [row for row in rows if (row.get(target) or "").strip().lower() not in MISSING]
     notes = [f"{len(rows) - len(labelled)} rows without a {target!r} label were left out"] \
         if len(labelled) < len(rows) else []
+    if exclude:
+        notes.append(f"columns left out with --exclude (not in the input contract): {list(exclude)}")
     X = np.empty((len(labelled), len(names)))
     for j, name in enumerate(names):
         for i, row in enumerate(labelled):
@@ -159,24 +163,50 @@ def select_features(X: np.ndarray, y: np.ndarray, k: int, kind: str, progress: P
     progress(f"selecting {k} of {X.shape[1]} features")
     selector_model = make_estimator("seed" if kind == "seed" else "logistic", 0)
     selector = SequentialFeatureSelector(selector_model, n_features_to_select=k, cv=min(5, _smallest_class(y)))
-    selector.fit(X, y)
+    # The selector refuses NaN itself, before its estimator's imputer could fill it: fill for choosing only.
+    selector.fit(SimpleImputer(strategy="median", keep_empty_features=True).fit_transform(X), y)
     return [int(i) for i in np.flatnonzero(selector.get_support())]
 
 
-def calibrate(model: Any, X: np.ndarray, y: np.ndarray, method: str) -> tuple[Any, str]:
-    """Fit a calibration map on rows the model never saw (the model itself is frozen, not refitted)."""
-    if method == "auto":
-        method = "isotonic" if len(y) >= ISOTONIC_FROM else "temperature"
-    if method == "none":
-        return model, method
-    if _smallest_class(y) < 2:
+def calibrate(model: Any, X: np.ndarray, y: np.ndarray, method: str, seed: int) -> tuple[Any, str, dict[str, float]]:
+    """Fit a calibration map on rows the model never saw (the model itself is frozen, not refitted).
+
+    `auto` chooses among no calibration, temperature scaling and (from 1,000 rows) isotonic regression by
+    5-fold cross-validated log loss on the calibration rows: a map fitted on few rows can make matters worse,
+    and the rows it is judged on are not the test rows, which stay unseen.
+    """
+    if method != "none" and _smallest_class(y) < 2:
         raise ValueError(f"the calibration part has {len(y)} rows, too few to hold 2 of every class; gather more "
                          f"rows, raise --holdout, or train with --calibration none")
+    scores: dict[str, float] = {}
+    if method == "auto":
+        candidates = ["none", "temperature"] + (["isotonic"] if len(y) >= ISOTONIC_FROM else [])
+        scores = {m: _cv_log_loss(model, X, y, m, seed) for m in candidates}
+        method = min(candidates, key=lambda m: (round(scores[m], 4), candidates.index(m)))
+    return _fit_map(model, X, y, method), method, scores
+
+
+def _fit_map(model: Any, X: np.ndarray, y: np.ndarray, method: str) -> Any:
+    if method == "none":
+        return model
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         # The model is frozen, so the folds only split the rows it predicts: two will do.
-        calibrated = CalibratedClassifierCV(FrozenEstimator(model), method=method, cv=2).fit(X, y)
-    return calibrated, method
+        return CalibratedClassifierCV(FrozenEstimator(model), method=method, cv=2).fit(X, y)
+
+
+def _cv_log_loss(model: Any, X: np.ndarray, y: np.ndarray, method: str, seed: int) -> float:
+    folds = StratifiedKFold(n_splits=max(2, min(5, _smallest_class(y) // 2)), shuffle=True, random_state=seed)
+    labels = list(model.classes_)
+    losses = []
+    for fit_rows, judge_rows in folds.split(X, y):
+        if method != "none" and _smallest_class(y[fit_rows]) < 2:
+            return math.inf
+        calibrated = _fit_map(model, X[fit_rows], y[fit_rows], method)
+        with np.errstate(all="ignore"):
+            proba = calibrated.predict_proba(X[judge_rows])
+        losses.append(log_loss(y[judge_rows], np.clip(proba, 1e-15, 1), labels=labels))
+    return float(np.mean(losses))
 
 
 def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = RELIABILITY_BINS) -> list[dict[str, Any]]:
@@ -244,6 +274,10 @@ def train(
                          f"choose another estimator (each of the others can)")
     X_train, X_cal, X_test, y_train, y_cal, y_test = _split(data, holdout, seed)
     chosen = list(range(data.X.shape[1]))
+    if use and select is not None:
+        raise ValueError("--use and --select both choose the columns: give one of them")
+    if select is not None and select >= data.X.shape[1]:
+        raise ValueError(f"--select {select}: the data has only {data.X.shape[1]} feature columns")
     if use:
         unknown = [name for name in use if name not in data.feature_names]
         if unknown:
@@ -258,7 +292,7 @@ def train(
     say(f"fitting {kind} on {len(y_train)} rows")
     base = _single_threaded(clone(make_estimator(kind, seed)).fit(X_train[:, chosen], y_train))
     say(f"calibrating on {len(y_cal)} held-out rows")
-    model, method = calibrate(base, X_cal[:, chosen], y_cal, calibration)
+    model, method, calibration_cv = calibrate(base, X_cal[:, chosen], y_cal, calibration, seed)
     labels = [str(c) for c in model.classes_]
     features = [data.feature_names[i] for i in chosen]
 
@@ -306,7 +340,8 @@ def train(
         "train": split_figures(X_train, y_train),
         "test": split_figures(X_test, y_test),
         "calibration": {
-            "method": method, "fitted_on": int(len(y_cal)), "evaluated_on": int(len(y_test)),
+            "method": method, "asked": calibration, "cv_log_loss": calibration_cv,
+            "fitted_on": int(len(y_cal)), "evaluated_on": int(len(y_test)),
             "bins": RELIABILITY_BINS, "before": before, "after": after,
             "reliability": {"before": before_points, "after": after_points},
             # (confidence, predicted class, correct) of each test row: prior evidence for thresholds
@@ -314,7 +349,8 @@ def train(
                         for c, p, t in zip(proba.max(axis=1), predicted, y_test, strict=True)],
         },
         "novelty": guard.describe() | {"flagged_on_test": flagged_test},
-        "contract": contract_from_columns(data.X, data.feature_names, data.source),
+        "contract": contract_from_columns(np.vstack([X_train, X_cal]), data.feature_names, data.source,
+                                          nullable=np.isnan(data.X).any(axis=0)),
         "class_distribution": {label: float(np.mean(y_train == label)) for label in labels},
         "feature_stats": {
             feature: feature_statistics(X_train[:, i], rng, SAMPLE_SIZE)
