@@ -168,3 +168,12 @@ def test_suggest_from_the_card_then_write_it_into_the_config(tmp_path, sqlite_ur
         page = client.get("/admin/policy?target_error=0.05&confidence=0.95").text
         assert 'id="thresholds-training"' in page and f"threshold = {suggested['threshold']}" in page
         assert client.get("/admin/policy?target_error=nope").status_code == 422
+
+
+def test_class_thresholds_for_classes_the_model_lacks_are_pointed_out(tmp_path, sqlite_url):
+    config = write_config(tmp_path, sqlite_url, automation="class_thresholds = { setosa = 0.8, class_0 = 0.7 }")
+    with api(load_settings(config)) as (client, _):
+        login(client, "root")
+        page = client.get("/admin/policy").text
+    assert 'id="unknown-classes"' in page and "class_0" in page.split('id="unknown-classes"')[1].split("</div>")[0]
+    assert "setosa" not in page.split('id="unknown-classes"')[1].split("</div>")[0]

@@ -81,4 +81,5 @@ def policy_page(request: Request, runtime: RuntimeDep, user: AdminDep, target_er
     return render(request, "admin_policy.html", **view, models_problem=runtime.problems.get("models"),
                   restart_problem=runtime.problems.get("restart"),
                   reload_seconds=runtime.settings.server.reload_seconds,
-                  suggestion=threshold_suggestion(runtime, target_error, confidence))
+                  suggestion=threshold_suggestion(runtime, target_error, confidence),
+                  unknown_classes=sorted(set(runtime.policy.class_thresholds) - set(runtime.deployment.live.labels)))
