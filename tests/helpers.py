@@ -7,9 +7,10 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -204,3 +205,33 @@ def postgres_database(admin_url: str, prefix: str = "decider_t") -> Iterator[str
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+class Submitter(threading.Thread):
+    """A client submitting cases one after another (`body(i)` for the i-th), noting when each started and
+    ended and every request that did not get a 201."""
+
+    def __init__(self, base: str, key: str, body: Callable[[int], dict[str, Any]]) -> None:
+        super().__init__(daemon=True)
+        self.base, self.headers, self.body = base, {"Authorization": f"Bearer {key}"}, body
+        self.done: list[dict[str, Any]] = []
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.base, timeout=10) as client:
+            i = 0
+            while not self.stop.is_set():
+                i += 1
+                started = time.monotonic()
+                try:
+                    r = client.post("/api/v1/cases", headers=self.headers, json=self.body(i))
+                except httpx.HTTPError as exc:
+                    self.errors.append(repr(exc))
+                    continue
+                if r.status_code != 201:
+                    self.errors.append(f"{r.status_code} {r.text}")
+                    continue
+                body = r.json()
+                self.done.append({"id": body["id"], "version": body["model_version"], "started": started,
+                                  "ended": time.monotonic()})

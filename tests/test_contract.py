@@ -6,16 +6,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-import httpx
 from sklearn.datasets import load_iris
 
 from decider.config import load_settings
 from decider.registry.training import iris_dataset, train
-from helpers import api, model_versions, review_headers, seed_credentials, server, submit, write_config
+from helpers import Submitter, api, model_versions, review_headers, seed_credentials, server, submit, write_config
 
 IRIS = load_iris()
 NAMES = list(IRIS.feature_names)
@@ -72,32 +70,6 @@ def decider(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, env={**os.environ, "USER": "carol"}, timeout=60)
 
 
-class Client(threading.Thread):
-    """Sends whole records one after another and keeps every answer."""
-
-    def __init__(self, base: str, key: str) -> None:
-        super().__init__(daemon=True)
-        self.base, self.headers = base, {"Authorization": f"Bearer {key}"}
-        self.answers: list[tuple[int, str | None]] = []
-        self.failures: list[str] = []
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        with httpx.Client(base_url=self.base, timeout=10) as client:
-            i = 0
-            while not self.stop.is_set():
-                i += 1
-                try:
-                    r = client.post("/api/v1/cases", headers=self.headers, json={"features": record(i)})
-                except httpx.HTTPError as exc:
-                    self.failures.append(repr(exc))
-                    continue
-                if r.status_code != 201:
-                    self.failures.append(f"{r.status_code} {r.text}")
-                else:
-                    self.answers.append((r.json()["id"], r.json()["model_version"]))
-
-
 def wait_for(predicate, timeout: float = 30.0):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -111,22 +83,22 @@ def test_promote_a_model_on_other_columns_while_clients_keep_sending(tmp_path, d
     config = write_config(tmp_path, db_url, models_dir=models_with_petals(tmp_path), extra=FAST)
     key = seed_credentials(load_settings(config))
     with server(config) as base:
-        client = Client(base, key)
+        client = Submitter(base, key, lambda i: {"features": record(i)})
         client.start()
-        wait_for(lambda: len(client.answers) >= 20)
+        wait_for(lambda: len(client.done) >= 20)
         promoted = decider(config, "models", "promote", "iris-v5")
         assert promoted.returncode == 0, promoted.stderr
-        wait_for(lambda: sum(v == "iris-v5" for _, v in client.answers) >= 20)
+        wait_for(lambda: sum(c["version"] == "iris-v5" for c in client.done) >= 20)
 
         refused = decider(config, "models", "promote", "iris-v3")  # needs petal length in millimetres
         assert refused.returncode != 0
         assert "needs ['petal length (mm)'], which clients do not send" in refused.stderr
-        count = len(client.answers)
-        wait_for(lambda: len(client.answers) >= count + 20)
+        count = len(client.done)
+        wait_for(lambda: len(client.done) >= count + 20)
         client.stop.set()
         client.join(15)
-    assert client.failures == []
-    versions = [v for _, v in sorted(client.answers)]
+    assert client.errors == []
+    versions = [c["version"] for c in sorted(client.done, key=lambda c: c["id"])]
     first_v5 = versions.index("iris-v5")
     assert set(versions[:first_v5]) == {"iris-v1"} and set(versions[first_v5:]) == {"iris-v5"}
 

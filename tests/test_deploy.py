@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 from itertools import groupby
 from pathlib import Path
@@ -25,7 +24,7 @@ from decider.registry import deploy
 from decider.registry.cards import card_path
 from decider.registry.training import iris_dataset
 from decider.runtime import Runtime
-from helpers import SETOSA, api, model_versions, review_headers, seed_credentials, server, write_config
+from helpers import SETOSA, Submitter, api, model_versions, review_headers, seed_credentials, server, write_config
 
 FAST = "[server]\nreload_seconds = 0.3\n"
 AMBIGUOUS_ISH = {"sepal length (cm)": 6.1, "petal width (cm)": 1.5}
@@ -46,36 +45,6 @@ def wait_for(predicate, timeout: float = 20.0, step: float = 0.05):  # type: ign
     raise AssertionError("condition not met before the deadline")
 
 
-class Submitter(threading.Thread):
-    """A client submitting cases one after another, noting when each started and ended."""
-
-    def __init__(self, base: str, key: str, name: str) -> None:
-        super().__init__(daemon=True)
-        self.base, self.headers, self.name = base, {"Authorization": f"Bearer {key}"}, name
-        self.done: list[dict] = []
-        self.errors: list[str] = []
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        with httpx.Client(base_url=self.base, timeout=10) as client:
-            i = 0
-            while not self.stop.is_set():
-                i += 1
-                started = time.monotonic()
-                try:
-                    r = client.post("/api/v1/cases", headers=self.headers,
-                                    json={"features": SETOSA if i % 2 else AMBIGUOUS_ISH, "key": f"{self.name}-{i}"})
-                except httpx.HTTPError as exc:
-                    self.errors.append(repr(exc))
-                    continue
-                if r.status_code != 201:
-                    self.errors.append(f"{r.status_code} {r.text}")
-                    continue
-                body = r.json()
-                self.done.append({"id": body["id"], "version": body["model_version"], "started": started,
-                                  "ended": time.monotonic()})
-
-
 def first_seen(clients: list[Submitter], version: str, after: float) -> float:
     ends = [c["ended"] for s in clients for c in s.done if c["version"] == version and c["started"] > after]
     return min(ends) if ends else 0.0
@@ -85,7 +54,8 @@ def test_promote_and_rollback_under_a_running_server(tmp_path, db_url):
     config = write_config(tmp_path, db_url, models_dir=model_versions(tmp_path), extra=FAST)
     key = seed_credentials(load_settings(config))
     with server(config) as base:
-        clients = [Submitter(base, key, f"c{n}") for n in range(2)]
+        clients = [Submitter(base, key, lambda i, n=n: {"features": SETOSA if i % 2 else AMBIGUOUS_ISH,
+                                                        "key": f"c{n}-{i}"}) for n in range(2)]
         for c in clients:
             c.start()
         wait_for(lambda: sum(len(c.done) for c in clients) >= 30)
