@@ -40,7 +40,8 @@ def row(i: int, novelty: list[dict[str, Any]] | None, *, route: str = "queue",
          "features": features or dict(SETOSA), "prediction": "setosa", "confidence": 0.95 if auto else 0.6,
          "route": route, "status": "decided" if auto else "pending", "decision": "setosa" if auto else None,
          "decided_by": "model" if auto else None, "audit": False, "review_status": None if auto else "pending",
-         "review_label": None, "reviewed_at": None, "outcome": None, "outcome_at": None, "novelty": novelty}
+         "review_label": None, "reviewed_at": None, "outcome": None, "outcome_at": None, "novelty": novelty,
+         "policy_version": "p1"}
     assert set(r) == set(COLUMNS)
     return r
 

@@ -13,9 +13,8 @@ from sklearn.datasets import make_classification
 from sqlalchemy import update
 from typer.testing import CliRunner
 
-from decider.automation.evidence import live_evidence
 from decider.cases.tables import Case
-from decider.certify import Evidence, Sample, labels_to_certify, suggest
+from decider.certify import Evidence, Sample, labels_to_certify, live_evidence, suggest
 from decider.cli import app as cli
 from decider.config import load_settings
 from decider.policy import Level, Policy, route

@@ -9,7 +9,8 @@ first failure, the chance that any threshold passed is in truth above the target
 family-wise error of fixed-sequence testing), so taking the lowest one passed does not spend the guarantee,
 however fine the grid.
 
-Evidence comes in strata, each bounded exactly:
+`live_evidence` arranges stored cases as strata and `estimate` gives the sampling-corrected error over all of
+them (the monitoring page's model accuracy). Evidence comes in strata, each bounded exactly:
 - a *sample*: labelled cases drawn at random from a population of known size (blind audits of automatic
   decisions, drawn at the audit rate; the model card's held-out rows, a sample of the training data). Its
   error rate is bounded with Clopper-Pearson; the population's errors with that rate times its size.
@@ -24,8 +25,9 @@ therefore the overall one, holds together at the stated confidence.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.stats import beta
@@ -223,3 +225,81 @@ def suggest(evidence: Evidence, *, target: float, confidence: float, labels: Seq
     per_class = {label: fixed_sequence(curve(evidence, per_delta, grid, label), target, total, per_delta)
                  for label in labels}
     return Suggestion(target, confidence, overall, per_class, evidence.labelled())
+
+
+def live_evidence(rows: Iterable[Mapping[str, Any]], audit_rates: Mapping[str, float]) -> tuple[Evidence, int]:
+    """(evidence, automatic decisions that no audit could have checked) from case rows of one model."""
+    queued_conf, queued_pred, queued_wrong = [], [], []
+    auto: dict[float, dict[str, list[Any]]] = {}
+    unchecked = 0
+    for r in rows:
+        labelled = r["review_status"] == "done" and r["review_label"] is not None
+        wrong = r["review_label"] != r["prediction"] if labelled else None
+        if r["route"] == "queue":
+            queued_conf.append(r["confidence"])
+            queued_pred.append(r["prediction"])
+            queued_wrong.append(wrong)
+            continue
+        rate = audit_rates.get(r["policy_version"], 0.0)
+        if rate <= 0:
+            unchecked += 1
+            rate = 0.0
+        group = auto.setdefault(rate, {"pop": [], "pop_pred": [], "conf": [], "pred": [], "wrong": []})
+        group["pop"].append(r["confidence"])
+        group["pop_pred"].append(r["prediction"])
+        if r["audit"] and wrong is not None:
+            group["conf"].append(r["confidence"])
+            group["pred"].append(r["prediction"])
+            group["wrong"].append(wrong)
+    evidence = Evidence()
+    if queued_conf:
+        evidence.censuses.append(Census(np.array(queued_conf, dtype=float), queued_wrong, np.array(queued_pred)))
+    for group in auto.values():
+        evidence.samples.append(Sample(np.array(group["conf"], dtype=float), np.array(group["wrong"], dtype=bool),
+                                       np.array(group["pop"], dtype=float), np.array(group["pred"]),
+                                       np.array(group["pop_pred"])))
+    return evidence, unchecked
+
+
+def estimate(evidence: Evidence, confidence: float = 0.95) -> dict[str, Any]:
+    """The error rate over every case the evidence covers, corrected for how labels were sampled, with a
+    two-sided interval: census strata count their errors (unreviewed cases left out of the estimate, and
+    taken as right for the lower end, wrong for the upper), sample strata scale their labelled error rate up
+    to their population. A figure of the model's accuracy over all its cases, not over the ones that happened
+    to be labelled."""
+    delta = (1 - confidence) / 2  # each end
+    cases = seen_errors = seen_cases = low = high = 0.0
+    split = delta / max(len(evidence.samples), 1)
+    for s in evidence.samples:
+        n, k, size = len(s.wrong), float(np.sum(s.wrong)), float(len(s.population))
+        cases += size
+        if n:
+            seen_errors += size * k / n
+            seen_cases += size
+            low += size * float(beta.ppf(split, k, n - k + 1)) if k > 0 else 0.0
+        high += size * float(clopper_pearson_upper(np.array([k]), np.array([n]), split)[0])
+    for census in evidence.censuses:
+        known = [w for w in census.wrong if w is not None]
+        wrong, unknown = float(sum(known)), float(len(census.wrong) - len(known))
+        cases += len(census.wrong)
+        seen_errors += wrong
+        seen_cases += len(known)
+        low += wrong
+        high += wrong + unknown
+    return {"error": seen_errors / seen_cases if seen_cases else None,
+            "low": low / cases if cases else None, "high": high / cases if cases else None,
+            "labelled": evidence.labelled(), "cases": int(cases), "confidence": confidence}
+
+
+def corrected_accuracy(rows: Sequence[Mapping[str, Any]], audit_rates: Mapping[str, float]) -> dict[str, Any]:
+    """The model's accuracy over every case it scored in the window, corrected for how labels were drawn
+    (`estimate`: queued cases counted whole, automatic decisions scaled up from blind audits), with a
+    95% interval and the labels behind it."""
+    scored = [r for r in rows if r.get("prediction") is not None and r.get("confidence") is not None]
+    evidence, unchecked = live_evidence(scored, audit_rates)
+    est = estimate(evidence)
+    def flip(x: float | None) -> float | None:
+        return None if x is None else 1 - x
+
+    return {"value": flip(est["error"]), "low": flip(est["high"]), "high": flip(est["low"]),
+            "labelled": est["labelled"], "cases": est["cases"], "unchecked_automatic": unchecked}

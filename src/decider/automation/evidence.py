@@ -12,7 +12,7 @@ Outcomes are not used: which cases get one is up to the client, so they are not 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +21,7 @@ from sqlalchemy import Connection, select
 
 from decider.automation import history
 from decider.cases.tables import Case
-from decider.certify import Census, Evidence, Sample, Suggestion, suggest
+from decider.certify import Evidence, Sample, Suggestion, curve, live_evidence, suggest
 
 CASE = Case.__table__  # type: ignore[attr-defined]
 
@@ -34,40 +34,6 @@ def training_evidence(card: Mapping[str, Any]) -> Evidence:
     pred = np.array([str(r[1]) for r in rows])
     wrong = np.array([not bool(r[2]) for r in rows])
     return Evidence(samples=[Sample(conf, wrong, conf, pred, pred)])
-
-
-def live_evidence(rows: Iterable[Mapping[str, Any]], audit_rates: Mapping[str, float]) -> tuple[Evidence, int]:
-    """(evidence, automatic decisions that no audit could have checked) from case rows of one model."""
-    queued_conf, queued_pred, queued_wrong = [], [], []
-    auto: dict[float, dict[str, list[Any]]] = {}
-    unchecked = 0
-    for r in rows:
-        labelled = r["review_status"] == "done" and r["review_label"] is not None
-        wrong = r["review_label"] != r["prediction"] if labelled else None
-        if r["route"] == "queue":
-            queued_conf.append(r["confidence"])
-            queued_pred.append(r["prediction"])
-            queued_wrong.append(wrong)
-            continue
-        rate = audit_rates.get(r["policy_version"], 0.0)
-        if rate <= 0:
-            unchecked += 1
-            rate = 0.0
-        group = auto.setdefault(rate, {"pop": [], "pop_pred": [], "conf": [], "pred": [], "wrong": []})
-        group["pop"].append(r["confidence"])
-        group["pop_pred"].append(r["prediction"])
-        if r["audit"] and wrong is not None:
-            group["conf"].append(r["confidence"])
-            group["pred"].append(r["prediction"])
-            group["wrong"].append(wrong)
-    evidence = Evidence()
-    if queued_conf:
-        evidence.censuses.append(Census(np.array(queued_conf, dtype=float), queued_wrong, np.array(queued_pred)))
-    for group in auto.values():
-        evidence.samples.append(Sample(np.array(group["conf"], dtype=float), np.array(group["wrong"], dtype=bool),
-                                       np.array(group["pop"], dtype=float), np.array(group["pred"]),
-                                       np.array(group["pop_pred"])))
-    return evidence, unchecked
 
 
 def audit_rates(conn: Connection) -> dict[str, float]:
@@ -90,9 +56,16 @@ def _certified(c: Any) -> dict[str, Any]:
             "cases": c.cases, "labelled": c.labelled, "more_labels_needed": c.needed}
 
 
-def describe(s: Suggestion) -> dict[str, Any]:
+def describe(s: Suggestion, evidence: Evidence, total: int) -> dict[str, Any]:
+    """The suggestion as JSON, with the risk-coverage curve behind the overall threshold: per threshold
+    (every 0.01), the share of cases it would automate, the error seen among them and its bound."""
+    c = curve(evidence, 1 - s.confidence)
+    points = [{"threshold": float(c.grid[i]), "automates": float(c.cases[i] / total) if total else 0.0,
+               "error_seen": None if np.isnan(c.errors_seen[i]) else float(c.errors_seen[i]),
+               "error_bound": float(c.upper[i]), "labelled": int(c.labelled[i])}
+              for i in range(len(c.grid)) if round(c.grid[i] * 1000) % 10 == 0 and c.cases[i] > 0]
     return {"labelled": s.labelled, "overall": _certified(s.overall),
-            "per_class": {k: _certified(v) for k, v in s.per_class.items()}}
+            "per_class": {k: _certified(v) for k, v in s.per_class.items()}, "curve": points}
 
 
 def suggestion(*, conn: Connection, card: Mapping[str, Any], model_id: str, labels: list[str], target: float,
@@ -106,9 +79,9 @@ def suggestion(*, conn: Connection, card: Mapping[str, Any], model_id: str, labe
         "target_error": target, "confidence": confidence, "model_version": model_id,
         "since": since.isoformat() if since else None,
         "training": describe(suggest(train, target=target, confidence=confidence, labels=labels,
-                                     total=held_out)) | {"rows": held_out},
-        "live": describe(suggest(live, target=target, confidence=confidence, labels=labels, total=len(rows)))
-        | {"cases": len(rows), "unchecked_automatic": unchecked},
+                                     total=held_out), train, held_out) | {"rows": held_out},
+        "live": describe(suggest(live, target=target, confidence=confidence, labels=labels, total=len(rows)),
+                         live, len(rows)) | {"cases": len(rows), "unchecked_automatic": unchecked},
     }
     source = "live" if out["live"]["overall"]["threshold"] is not None or any(
         c["threshold"] is not None for c in out["live"]["per_class"].values()) else "training"

@@ -13,6 +13,7 @@ from decider.automation import evidence, history
 from decider.cases.api import ERRORS
 from decider.db import as_utc
 from decider.deps import AdminTokenDep, RuntimeDep
+from decider.monitoring.views import Since
 from decider.runtime import Runtime
 from decider.web.pages import AdminDep, render
 
@@ -64,9 +65,9 @@ def threshold_suggestion(runtime: Runtime, target_error: float, confidence: floa
                                    target=target_error, confidence=confidence, since=since)
 
 
-@api_router.get("/thresholds")
+@api_router.get("/thresholds", responses={422: ERRORS[422]})
 def suggest_thresholds(runtime: RuntimeDep, admin: AdminTokenDep, target_error: TargetError = 0.02,
-                       confidence: Confidence = 0.95, since: datetime | None = None) -> dict[str, Any]:
+                       confidence: Confidence = 0.95, since: Since = None) -> dict[str, Any]:
     """The lowest thresholds, overall and per predicted class, whose error among automatic decisions is at most
     `target_error` with the stated `confidence` (Learn-then-Test, exact binomial bounds): from live labels
     (queued cases reviewed, blind audits) and, apart, from the held-out rows on the model card. What

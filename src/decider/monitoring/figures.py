@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from decider.certify import corrected_accuracy
 from decider.monitoring.drift import THRESHOLDS, Thresholds, class_drift, input_drift, verdict
 from decider.web.format import num
 
@@ -43,8 +44,11 @@ def _auto(r: Row) -> bool:
 
 
 QUALITY: tuple[Quality, ...] = (
-    Quality("model_accuracy", "Model accuracy (outcomes)", "prediction", "outcome", lambda r: True,
-            "The model's prediction equals the outcome reported later, over every scored case with an outcome."),
+    Quality("model_accuracy", "Prediction = outcome, on cases with an outcome", "prediction", "outcome",
+            lambda r: True,
+            "The model's prediction equals the outcome reported later, over the scored cases that have one. Which "
+            "cases get an outcome is the client's choice, so this is not the model's accuracy: see the "
+            "sampling-corrected figure above."),
     Quality("auto_accuracy", "Automatic decisions (outcomes)", "decision", "outcome", _auto,
             "Decisions the model made on its own that equal the outcome reported later."),
     Quality("audit_agreement", "Automatic decisions upheld by audits", "decision", "review_label",
@@ -190,11 +194,13 @@ def novelty(rows: Sequence[Row], thresholds: Thresholds) -> dict[str, Any]:
     }
 
 
-def quality(rows: Sequence[Row]) -> dict[str, Any]:
+def quality(rows: Sequence[Row], audit_rates: Mapping[str, float] | None = None) -> dict[str, Any]:
     versions = sorted({r["model_version"] for r in rows if r["model_version"] is not None})
+    rates = audit_rates or {}
     return {
         "overall": quality_block(rows),
         "by_model": {v: quality_block([r for r in rows if r["model_version"] == v]) for v in versions},
+        "corrected": {v: corrected_accuracy([r for r in rows if r["model_version"] == v], rates) for v in versions},
         "definitions": [{"key": q.key, "title": q.title, "meaning": q.meaning} for q in QUALITY],
     }
 
@@ -238,7 +244,7 @@ def flags(fig: Mapping[str, Any], card: Mapping[str, Any], thresholds: Threshold
 
 def compute(rows: Sequence[Row], card: Mapping[str, Any], *, since: datetime | None, until: datetime,
             last: int | None, bucket: Bucket | None = None, truncated: bool = False,
-            thresholds: Thresholds = THRESHOLDS) -> dict[str, Any]:
+            thresholds: Thresholds = THRESHOLDS, audit_rates: Mapping[str, float] | None = None) -> dict[str, Any]:
     """All figures for the cases of one window, oldest first."""
     bucket = bucket or choose_bucket(since, until, rows)
     starts = bucket_starts(since, until, rows, bucket)
@@ -254,7 +260,7 @@ def compute(rows: Sequence[Row], card: Mapping[str, Any], *, since: datetime | N
         "drift": {"features": drift, "flagged": any(f["flag"] for f in drift)},
         "novelty": novelty(rows, thresholds),
         "outputs": outputs(rows, card, thresholds),
-        "quality": quality(rows),
+        "quality": quality(rows, audit_rates),
         "timeline": timeline(rows, starts, bucket),
     }
     fig["flags"] = flags(fig, card, thresholds)

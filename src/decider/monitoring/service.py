@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from decider.automation.evidence import audit_rates
 from decider.db import as_utc, now
 from decider.errors import InvalidInput
 from decider.monitoring import figures, queries
@@ -41,5 +42,6 @@ def monitoring_figures(*, engine: Engine, card: dict[str, Any], since: datetime 
         raise InvalidInput("query.since: must be before until", field="query.since")
     with engine.connect() as conn:
         rows, cut = queries.window_rows(conn=conn, since=since, until=until, last=last, progress=progress)
+        rates = audit_rates(conn)
     return figures.compute(rows, card, since=since, until=until or now(), last=last, bucket=bucket,
-                           truncated=cut)
+                           truncated=cut, audit_rates=rates)

@@ -49,6 +49,10 @@ class FiguresOut(BaseModel):
     label_accuracy: float | None
     outcomes: int = Field(description="Cases with a recorded real outcome")
     outcome_accuracy: float | None
+    corrected_accuracy: dict[str, Any] | None = Field(
+        default=None, description="Accuracy over every case it scored, corrected for how labels were gathered "
+        "(queued cases counted whole, automatic decisions scaled up from blind audits): `value`, a 95% interval "
+        "`low`-`high`, `labelled`, `cases`")
     errors: int = Field(description="Shadows: failed or timed-out predictions")
     mean_latency_ms: float | None
 

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, func, literal, select
 
 from decider.cases.tables import Case, ShadowPrediction
+from decider.certify import corrected_accuracy
 from decider.config import Settings
 from decider.contract import Contract
 from decider.errors import ModelRefused
@@ -112,8 +113,29 @@ def _label_figures(labelled: int | None, right: int | None, outcomes: int | None
             "outcomes": int(outcomes or 0), "outcome_accuracy": _rate(out_right, outcomes)}
 
 
+def _corrected(conn: Connection) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per (version, role): the accuracy over every case it scored, corrected for how labels were gathered
+    (certify.corrected_accuracy). A shadow's prediction is judged on the same labels as the live one's:
+    which cases got a label depended on the live route, which the strata follow either way."""
+    from decider.automation.evidence import audit_rates
+
+    labels = (CASE.c.route, CASE.c.audit, CASE.c.review_status, CASE.c.review_label, CASE.c.policy_version)
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    own = select(CASE.c.model_version, CASE.c.model_role, CASE.c.confidence, CASE.c.prediction, *labels).where(
+        CASE.c.model_version.is_not(None), CASE.c.prediction.is_not(None))
+    shadow = select(SHADOW.c.model_version, literal("shadow").label("model_role"), SHADOW.c.confidence,
+                    SHADOW.c.prediction, *labels).join(CASE, CASE.c.id == SHADOW.c.case_id).where(
+        SHADOW.c.prediction.is_not(None))
+    for query in (own, shadow):
+        for r in conn.execute(query).mappings():
+            groups.setdefault((r["model_version"], r["model_role"]), []).append(dict(r))
+    rates = audit_rates(conn)
+    return {key: corrected_accuracy(rows, rates) for key, rows in groups.items()}
+
+
 def comparison(conn: Connection, policy: Policy) -> list[dict[str, Any]]:
-    """Per version and role: cases, auto-decisions, agreement with live, accuracy against people."""
+    """Per version and role: cases, auto-decisions, agreement with live, accuracy against people, and the
+    accuracy over all its cases corrected for how labels were gathered."""
     rows: list[dict[str, Any]] = []
     scored = select(
         CASE.c.model_version, CASE.c.model_role, func.count(), _count(CASE.c.route == "auto"),
@@ -137,4 +159,8 @@ def comparison(conn: Connection, policy: Policy) -> list[dict[str, Any]]:
                      "agreement_with_live": _rate(agreed, compared), "compared_with_live": int(compared or 0),
                      **_label_figures(*labels), "errors": int(errors or 0),
                      "mean_latency_ms": latency and round(float(latency), 3)})
+    corrected = _corrected(conn)
+    for r in rows:
+        c = corrected.get((r["model_version"], r["role"]))
+        r["corrected_accuracy"] = c and {k: c[k] for k in ("value", "low", "high", "labelled", "cases")}
     return sorted(rows, key=lambda r: (r["model_version"], r["role"] or ""))
