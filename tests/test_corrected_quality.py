@@ -74,3 +74,33 @@ def test_models_api_and_monitoring_show_the_corrected_accuracy(tmp_path, sqlite_
     # Every case is queued and labelled: a census, so the figure is exact and its interval a point.
     assert live["corrected_accuracy"] == {"value": 0.75, "low": 0.75, "high": 0.75, "labelled": 20, "cases": 20}
     assert monitoring["value"] == 0.75 and monitoring["labelled"] == 20
+
+
+def test_simulate_replays_a_looser_policy_with_the_corrected_error():
+    """The replay of a looser threshold decides the cases queued before, which people labelled in full, and
+    the ones decided before, of which audits saw a fifth: the plain rate counts mostly the hard queued ones."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from decider.automation.simulate import tally
+    from decider.policy import Level, Policy
+
+    rng = np.random.default_rng(5)
+    rows, wrong_total = [], 0
+    for i in range(2000):
+        auto = i < 1500
+        correct = rng.random() < (0.98 if auto else 0.7)
+        wrong_total += not correct
+        audited = auto and rng.random() < 0.2
+        labelled = audited or not auto
+        rows.append(SimpleNamespace(
+            key=f"k{i}", prediction="a", confidence=0.97 if auto else 0.7, route="auto" if auto else "queue",
+            created_at=datetime(2026, 12, 1, tzinfo=UTC), review_label=("a" if correct else "b") if labelled else None,
+            outcome=None, novelty=[], audit=audited, review_status="done" if labelled else None, policy_version="p"))
+    loose = Policy(level=Level.PARTIAL, threshold=0.6)
+    _, (replayed,) = tally(rows, [loose], {"p": 0.2})
+    truth = wrong_total / 2000
+    corrected = replayed.corrected_error
+    assert replayed.auto == 2000 and corrected["low"] <= truth <= corrected["high"]
+    assert abs(corrected["error"] - truth) < 0.02
+    assert replayed.error_rate is not None and replayed.error_rate > truth + 0.05  # the plain rate overstates

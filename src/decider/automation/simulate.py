@@ -19,6 +19,7 @@ from sqlalchemy import Engine, func, select
 from tqdm import tqdm
 
 from decider.cases.tables import Case
+from decider.certify import corrected_accuracy
 from decider.config import Settings
 from decider.db import as_utc
 from decider.policy import Policy, route
@@ -26,7 +27,9 @@ from decider.policy import Policy, route
 CASE = Case.__table__  # type: ignore[attr-defined]
 Z95 = 1.959963984540054
 COLUMNS = (CASE.c.id, CASE.c.key, CASE.c.prediction, CASE.c.confidence, CASE.c.route, CASE.c.created_at,
-           CASE.c.review_label, CASE.c.outcome, CASE.c.novelty)
+           CASE.c.review_label, CASE.c.outcome, CASE.c.novelty, CASE.c.audit, CASE.c.review_status,
+           CASE.c.policy_version)
+STRATA = ("prediction", "confidence", "route", "audit", "review_status", "review_label", "policy_version")
 
 
 def wilson(errors: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -48,6 +51,9 @@ class Figures:
     queue_by_day: dict[str, int] = field(default_factory=dict)
     labelled_auto: int = 0  # automatic decisions on cases with a human label
     errors: int = 0  # ... where the model's decision differs from that label
+    # The cases this routing decides automatically, with how each was labelled: for the corrected figure.
+    auto_rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    audit_rates: dict[str, float] = field(default_factory=dict, repr=False)
 
     @property
     def queued(self) -> int:
@@ -65,38 +71,58 @@ class Figures:
     def error_ci(self) -> tuple[float, float]:
         return wilson(self.errors, self.labelled_auto)
 
-    def add(self, *, auto: bool, day: str, wrong: bool | None) -> None:
+    @property
+    def corrected_error(self) -> dict[str, Any]:
+        """The error among the cases this routing decides automatically, corrected for how their labels were
+        gathered (certify.corrected_accuracy): the cases queued when they were routed count whole, those
+        decided then are scaled up from blind audits. The plain error rate above counts whatever was
+        labelled, which for a looser policy is mostly the hard, queued cases."""
+        c = corrected_accuracy(self.auto_rows, self.audit_rates)
+
+        def error(accuracy: float | None) -> float | None:
+            return None if accuracy is None else 1 - accuracy
+
+        return {"error": error(c["value"]), "low": error(c["high"]), "high": error(c["low"]),
+                "labelled": c["labelled"], "cases": c["cases"]}
+
+    def add(self, *, auto: bool, day: str, wrong: bool | None, row: Any = None) -> None:
         self.cases += 1
         if not auto:
             self.queue_by_day[day] = self.queue_by_day.get(day, 0) + 1
             return
         self.auto += 1
+        if row is not None:
+            self.auto_rows.append({k: getattr(row, k) for k in STRATA})
         if wrong is not None:
             self.labelled_auto += 1
             self.errors += wrong
 
     def as_dict(self) -> dict[str, Any]:
         low, high = self.error_ci
-        return {**asdict(self), "queued": self.queued, "auto_share": self.auto_share,
-                "error_rate": self.error_rate, "error_ci95": [low, high] if self.labelled_auto else None}
+        plain = {k: v for k, v in asdict(self).items() if k not in ("auto_rows", "audit_rates")}
+        return {**plain, "queued": self.queued, "auto_share": self.auto_share,
+                "error_rate": self.error_rate, "error_ci95": [low, high] if self.labelled_auto else None,
+                "corrected_error": self.corrected_error}
 
 
 def label_of(row: Any) -> str | None:
     return row.outcome if row.outcome is not None else row.review_label
 
 
-def tally(rows: Iterable[Any], policies: list[Policy]) -> tuple[Figures, list[Figures]]:
+def tally(rows: Iterable[Any], policies: list[Policy], audit_rates: dict[str, float] | None = None
+          ) -> tuple[Figures, list[Figures]]:
     """One pass over the cases: how they were routed, and how each policy would route them."""
-    routed, replayed = Figures(), [Figures() for _ in policies]
+    rates = audit_rates or {}
+    routed, replayed = Figures(audit_rates=rates), [Figures(audit_rates=rates) for _ in policies]
     for row in rows:
         label = label_of(row)
         wrong = None if label is None else row.prediction != label
         day = row.created_at.astimezone(UTC).date().isoformat()
-        routed.add(auto=row.route == "auto", day=day, wrong=wrong)
+        routed.add(auto=row.route == "auto", day=day, wrong=wrong, row=row)
         for policy, figures in zip(policies, replayed, strict=True):
             r = route(policy, case_key=row.key, prediction=row.prediction, confidence=row.confidence,
                       novel=bool(row.novelty))  # the novelty guard holds in the replay as it did live
-            figures.add(auto=r.route == "auto", day=day, wrong=wrong)
+            figures.add(auto=r.route == "auto", day=day, wrong=wrong, row=row)
     return routed, replayed
 
 
@@ -139,9 +165,16 @@ class Report:
                 "as_routed": self.routed.as_dict(), "replayed": self.replayed.as_dict()}
 
 
+def _rates(engine: Engine) -> dict[str, float]:
+    from decider.automation.evidence import audit_rates
+
+    with engine.connect() as conn:
+        return audit_rates(conn)
+
+
 def simulate(engine: Engine, policy: Policy, *, since: date | None = None, progress: bool = False) -> Report:
     """Replay every scored case (since `since`) under `policy`; reads only."""
-    routed, (replayed,) = tally(stored_cases(engine, since=since, progress=progress), [policy])
+    routed, (replayed,) = tally(stored_cases(engine, since=since, progress=progress), [policy], _rates(engine))
     return Report(policy=policy, since=since, routed=routed, replayed=replayed)
 
 
@@ -154,6 +187,14 @@ def describe_error(f: Figures) -> str:
         return "no labelled automatic decisions"
     low, high = f.error_ci
     return f"{f.errors}/{f.labelled_auto} = {_pct(f.error_rate)} (95% CI {_pct(low)}–{_pct(high)})"
+
+
+def describe_corrected(f: Figures) -> str:
+    c = f.corrected_error
+    if c["error"] is None:
+        return "no labels among them"
+    return (f"{_pct(c['error'])} (95% {_pct(c['low'])}–{_pct(c['high'])}; {c['labelled']} labels over "
+            f"{c['cases']} cases)")
 
 
 def format_report(report: Report, name: str = "replayed") -> str:
@@ -169,7 +210,11 @@ def format_report(report: Report, name: str = "replayed") -> str:
         f"{'auto-decided':28}{f'{r.auto} ({_pct(r.auto_share)})':>24}{f'{n.auto} ({_pct(n.auto_share)})':>24}",
         f"{'queued for people':28}{r.queued:>24}{n.queued:>24}",
         "",
-        "Error rate of automatic decisions, on cases with a human label (outcome, review or audit):",
+        "Error among the automatic decisions, corrected for how labels were gathered (queued cases count",
+        "whole, decided ones are scaled up from blind audits):",
+        f"  as routed: {describe_corrected(r)}",
+        f"  {name}: {describe_corrected(n)}",
+        "Plain error rate of automatic decisions, on cases with a human label (outcome, review or audit):",
         f"  as routed: {describe_error(r)}",
         f"  {name}: {describe_error(n)}",
         "",
@@ -184,7 +229,7 @@ def format_report(report: Report, name: str = "replayed") -> str:
 def compare(engine: Engine, old: Policy, new: Policy, *, limit: int = 5000) -> dict[str, Any]:
     """The old and the new policy replayed side by side on the newest `limit` scored cases."""
     rows = recent_cases(engine, limit=limit)
-    _, (before, after) = tally(rows, [old, new])
+    _, (before, after) = tally(rows, [old, new], _rates(engine))
     days = [row.created_at.astimezone(UTC).date().isoformat() for row in rows]
     return {"cases": len(rows), "first_day": min(days, default=None), "last_day": max(days, default=None),
             "old": {"version": old.version, **before.as_dict()}, "new": {"version": new.version, **after.as_dict()}}
