@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from decider.automation import evidence, history
+from decider.automation import evidence, history, riskchart
 from decider.cases.api import ERRORS
 from decider.db import as_utc
 from decider.deps import AdminTokenDep, RuntimeDep
@@ -79,8 +79,9 @@ def suggest_thresholds(runtime: RuntimeDep, admin: AdminTokenDep, target_error: 
 def policy_page(request: Request, runtime: RuntimeDep, user: AdminDep, target_error: TargetError = 0.02,
                 confidence: Confidence = 0.95) -> HTMLResponse:
     view = policy_view(runtime)
+    suggestion = threshold_suggestion(runtime, target_error, confidence)
     return render(request, "admin_policy.html", **view, models_problem=runtime.problems.get("models"),
                   restart_problem=runtime.problems.get("restart"),
-                  reload_seconds=runtime.settings.server.reload_seconds,
-                  suggestion=threshold_suggestion(runtime, target_error, confidence),
+                  reload_seconds=runtime.settings.server.reload_seconds, suggestion=suggestion,
+                  risk_charts=riskchart.charts(suggestion, current=view["content"]["threshold"]),
                   unknown_classes=sorted(set(runtime.policy.class_thresholds) - set(runtime.deployment.live.labels)))

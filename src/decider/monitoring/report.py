@@ -1,18 +1,22 @@
 """`decider report`: the monitoring figures as one self-contained HTML file, for a schedule to mail or archive.
 
 The stylesheet, Chart.js and the script that draws the charts (static/monitoring.js, the one the /monitoring page
-loads) are inlined, so the file makes no request when opened.
+loads) are inlined, so the file makes no request when opened. It also shows the threshold suggestion for the live
+model at REPORT_TARGET and REPORT_CONFIDENCE (the /admin/policy defaults) as risk-coverage charts, inline SVG.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.engine import make_url
 from tqdm import tqdm
 
+from decider.automation import evidence
+from decider.automation.riskchart import charts
 from decider.config import Settings
 from decider.db import PROJECT_ROOT, make_engine, now
 from decider.monitoring import queries
@@ -21,13 +25,18 @@ from decider.registry.cards import card_path, read_card
 from decider.web.format import num
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
+REPORT_TARGET, REPORT_CONFIDENCE = 0.02, 0.95
 
 
-def render_report(fig: dict, *, database: str) -> str:
+def render_report(fig: dict, *, database: str, suggestion: dict[str, Any] | None = None,
+                  current: float | None = None) -> str:
+    """The report's HTML; with a threshold `suggestion`, its risk-coverage charts marking the threshold in force
+    (`current`) too."""
     env = Environment(loader=FileSystemLoader(PROJECT_ROOT / "templates"), autoescape=select_autoescape())
     env.filters["num"] = num
     return env.get_template("report.html").render(
-        fig=fig, database=database, generated=now().isoformat(),
+        fig=fig, database=database, generated=now().isoformat(), suggestion=suggestion,
+        risk_charts=charts(suggestion, current=current) if suggestion else None,
         css=(STATIC / "decider.css").read_text(), chart_js=(STATIC / "vendor" / "chart.umd.min.js").read_text(),
         monitoring_js=(STATIC / "monitoring.js").read_text())
 
@@ -45,8 +54,13 @@ def write_report(*, settings: Settings, since: datetime | None, until: datetime 
         with tqdm(total=min(total, last or total), unit="case", desc="reading cases", disable=None) as bar:
             fig = monitoring_figures(engine=engine, card=card, since=since, until=until, last=last,
                                      progress=bar.update)
+        with engine.connect() as conn:  # all the live model's cases, not the window: evidence accumulates
+            suggestion = evidence.suggestion(conn=conn, card=card, model_id=settings.models.live,
+                                             labels=card["classes"], target=REPORT_TARGET,
+                                             confidence=REPORT_CONFIDENCE)
     finally:
         engine.dispose()
     database = make_url(settings.database_url).render_as_string(hide_password=True)
-    out.write_text(render_report(fig, database=database), encoding="utf-8")
+    out.write_text(render_report(fig, database=database, suggestion=suggestion,
+                                 current=settings.automation.threshold), encoding="utf-8")
     return fig
