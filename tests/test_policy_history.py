@@ -117,4 +117,9 @@ def test_guard_replays_old_and_new_on_recent_labelled_cases(tmp_path, db_url):
     assert (old["auto"], old["queued"], old["labelled_auto"], old["error_rate"]) == (3, 4, 0, None)
     assert (new["auto"], new["queued"], new["labelled_auto"], new["errors"]) == (7, 0, 4, 1)
     assert new["error_ci95"] == pytest.approx([0.0456, 0.6994], abs=1e-4)
+    # Corrected for how labels were gathered: the 4 queued cases count whole (1 wrong); the 3 the model
+    # decided at audit rate 0 were never checked, so each could be wrong: between 1/7 and 4/7.
+    assert new["corrected_error"] == pytest.approx({"error": 0.25, "low": 1 / 7, "high": 4 / 7, "labelled": 4,
+                                                    "cases": 7})
+    assert old["corrected_error"]["error"] is None and old["corrected_error"]["high"] == 1.0
     runtime.engine.dispose()

@@ -42,7 +42,10 @@ def summary(replay: dict[str, Any]) -> str:
     """One line: auto-decided share and error rate, old -> new."""
     def side(d: dict[str, Any]) -> str:
         f = Figures(cases=d["cases"], auto=d["auto"], labelled_auto=d["labelled_auto"], errors=d["errors"])
-        return f"{f.auto}/{f.cases} auto-decided, error {describe_error(f)}"
+        c = d.get("corrected_error") or {}
+        corrected = "" if c.get("error") is None else \
+            f", corrected {100 * c['error']:.1f}% (95% {100 * c['low']:.1f}-{100 * c['high']:.1f}%)"
+        return f"{f.auto}/{f.cases} auto-decided, error {describe_error(f)}{corrected}"
 
     return f"old {replay['old']['version']}: {side(replay['old'])} -> new {replay['new']['version']}: " \
            f"{side(replay['new'])}"
