@@ -75,3 +75,17 @@ def test_config_errors_never_echo_what_may_be_a_secret(tmp_path):
     message = str(err.value)
     assert "server.secret_key" in message and "database.uri" in message
     assert "hunter2" not in message and "PASSWORD" not in message
+
+
+def test_every_naive_time_the_schema_allows_is_one_the_server_takes():
+    """schemathesis sent `since=0000-00-00T00:00`, which the old pattern allowed and the server refused."""
+    import re
+    from datetime import datetime
+
+    from decider.monitoring.views import NAIVE_TIME
+
+    pattern = re.compile(NAIVE_TIME)
+    for text in ("0000-00-00T00:00", "2026-02-30T00:00", "2026-04-31 12:00", "2026-13-01T00:00", "2026-11-25T24:00"):
+        assert not pattern.match(text), text
+    for text in ("0001-01-01T00:00", "2026-02-28T23:59:59.999999", "2026-12-31 10:00", "9999-12-31T23:59:59"):
+        assert pattern.match(text) and datetime.fromisoformat(text), text

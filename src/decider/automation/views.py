@@ -11,8 +11,8 @@ from pydantic import BaseModel, Field
 
 from decider.automation import evidence, history, riskchart
 from decider.cases.api import ERRORS
-from decider.db import as_utc
 from decider.deps import AdminTokenDep, RuntimeDep
+from decider.monitoring.service import aware
 from decider.monitoring.views import Since
 from decider.runtime import Runtime
 from decider.web.pages import AdminDep, render
@@ -72,7 +72,7 @@ def suggest_thresholds(runtime: RuntimeDep, admin: AdminTokenDep, target_error: 
     `target_error` with the stated `confidence` (Learn-then-Test, exact binomial bounds): from live labels
     (queued cases reviewed, blind audits) and, apart, from the held-out rows on the model card. What
     `decider thresholds suggest --json` prints; `suggested` is what `--write` would put in the config."""
-    return threshold_suggestion(runtime, target_error, confidence, as_utc(since) if since else None)
+    return threshold_suggestion(runtime, target_error, confidence, aware(since))
 
 
 @page_router.get("/admin/policy")

@@ -26,7 +26,11 @@ page_router = APIRouter(include_in_schema=False)
 
 # An ISO 8601 date or time (UTC when no zone), and so the schema says: pydantic alone also takes seconds ("0.5").
 ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}(:?\d{2})?)?)?")
-NAIVE_TIME = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?$"
+# A time without a zone, as the schema documents it: only dates and times that exist (years 0001-9999, days
+# within their month, February to the 28th), so that every string the schema allows is one the server takes.
+_DAY = r"(0[1-9]|1\d|2[0-8])"
+_DATE = (rf"(?!0000)\d{{4}}-((0[1-9]|1[0-2])-{_DAY}|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)")
+NAIVE_TIME = rf"^{_DATE}[Tt ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{{1,9}})?)?$"
 TIME_SCHEMA = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"},
                          {"type": "string", "pattern": NAIVE_TIME}, {"type": "null"}]}
 
