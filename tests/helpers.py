@@ -235,3 +235,15 @@ class Submitter(threading.Thread):
                 body = r.json()
                 self.done.append({"id": body["id"], "version": body["model_version"], "started": started,
                                   "ended": time.monotonic()})
+
+
+def two_case_report(tmp: Path, db_url: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`decider report` over a database holding one decided and one queued iris case: (the run, its file)."""
+    settings = settings_for(tmp, db_url)
+    with api(settings) as (client, h):
+        for features in (SETOSA, AMBIGUOUS):
+            submit(client, h, features)
+    out = tmp / "report.html"
+    done = subprocess.run([sys.executable, "-m", "decider", "report", "--config", str(settings.config_path),
+                           "--since", "2020-01-01", "--out", str(out)], capture_output=True, text=True)
+    return done, out

@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 
-from helpers import AMBIGUOUS, PASSWORD, SETOSA, api, review_headers, settings_for, submit
+from helpers import AMBIGUOUS, PASSWORD, SETOSA, api, review_headers, settings_for, submit, two_case_report
 
 
 def log_in(client, name: str) -> None:  # type: ignore[no-untyped-def]
@@ -89,13 +89,7 @@ def test_too_few_values_are_never_badged_ok(tmp_path, sqlite_url):
 
 
 def test_report_is_one_self_contained_file(tmp_path, sqlite_url):
-    settings = settings_for(tmp_path, sqlite_url)
-    with api(settings) as (client, h):
-        for features in (SETOSA, AMBIGUOUS):
-            submit(client, h, features)
-    out = tmp_path / "report.html"
-    done = subprocess.run([sys.executable, "-m", "decider", "report", "--config", str(settings.config_path),
-                           "--since", "2020-01-01", "--out", str(out)], capture_output=True, text=True)
+    done, out = two_case_report(tmp_path, sqlite_url)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(out)
     html = out.read_text()

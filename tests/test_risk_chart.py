@@ -8,8 +8,6 @@ where top is twice the target or the largest bound, rounded up to whole tick ste
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from xml.etree import ElementTree
 
 import pytest
@@ -20,7 +18,7 @@ from typer.testing import CliRunner
 from decider.automation.riskchart import risk_chart_svg, y_top
 from decider.cli import app as cli
 from decider.config import load_settings
-from helpers import AMBIGUOUS, SETOSA, api, settings_for, submit, write_config
+from helpers import api, two_case_report, write_config
 from review_helpers import login
 from test_thresholds import write_csv
 
@@ -229,13 +227,7 @@ def test_policy_page_draws_a_chart_per_evidence_source(tmp_path, sqlite_url):
 
 
 def test_report_has_the_charts(tmp_path, sqlite_url):
-    settings = settings_for(tmp_path, sqlite_url)
-    with api(settings) as (client, h):
-        for features in (SETOSA, AMBIGUOUS):
-            submit(client, h, features)
-    out = tmp_path / "report.html"
-    done = subprocess.run([sys.executable, "-m", "decider", "report", "--config", str(settings.config_path),
-                           "--since", "2020-01-01", "--out", str(out)], capture_output=True, text=True)
+    done, out = two_case_report(tmp_path, sqlite_url)
     assert done.returncode == 0, done.stderr
     html = out.read_text()
     section = thresholds_section(html)

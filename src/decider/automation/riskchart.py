@@ -162,13 +162,16 @@ def _triangle(x: float, y: float, half: float = 5.0) -> str:
     return f"{_c(x)},{_c(y - half)} {_c(x + half)},{_c(y + half * 0.8)} {_c(x - half)},{_c(y + half * 0.8)}"
 
 
+def _marker(kind: str, polygon: str, tip: str, paint: str) -> str:
+    """One marker on the curve: a polygon with a hover title; `paint` its fill and stroke attributes."""
+    return f'<g class="marker {kind}"><polygon points="{polygon}" {paint}><title>{escape(tip)}</title></polygon></g>'
+
+
 def _current_marker(p: Point, threshold: float, top: float) -> str:
-    tip = escape(f"in force: threshold {_t(threshold)}, nearest curve point {p.threshold:.2f}: "
-                 f"{_figures(p.automates, p.error_seen, p.error_bound, p.labelled)}")
-    x, y = x_of(p.automates), y_of(p.error_bound, top)
-    return (f'<g class="marker current">'
-            f'<polygon points="{_diamond(x, y)}" fill="none" stroke="{CURRENT_COLOUR}" stroke-width="1.75">'
-            f"<title>{tip}</title></polygon></g>")
+    tip = (f"in force: threshold {_t(threshold)}, nearest curve point {p.threshold:.2f}: "
+           f"{_figures(p.automates, p.error_seen, p.error_bound, p.labelled)}")
+    return _marker("current", _diamond(x_of(p.automates), y_of(p.error_bound, top)), tip,
+                   f'fill="none" stroke="{CURRENT_COLOUR}" stroke-width="1.75"')
 
 
 def certified(overall: Any, pts: list[Point]) -> Point | None:
@@ -186,12 +189,9 @@ def certified(overall: Any, pts: list[Point]) -> Point | None:
 
 
 def _certified_marker(c: Point, top: float) -> str:
-    tip = escape(f"certified: threshold {_t(c.threshold)}: "
-                 f"{_figures(c.automates, c.error_seen, c.error_bound, c.labelled)}")
-    x, y = x_of(c.automates), y_of(c.error_bound, top)
-    return (f'<g class="marker certified">'
-            f'<polygon points="{_triangle(x, y)}" fill="{CERTIFIED_COLOUR}" stroke="#fff" stroke-width="0.75">'
-            f"<title>{tip}</title></polygon></g>")
+    tip = f"certified: threshold {_t(c.threshold)}: {_figures(c.automates, c.error_seen, c.error_bound, c.labelled)}"
+    return _marker("certified", _triangle(x_of(c.automates), y_of(c.error_bound, top)), tip,
+                   f'fill="{CERTIFIED_COLOUR}" stroke="#fff" stroke-width="0.75"')
 
 
 def _target_line(target: float, top: float) -> str:
