@@ -89,3 +89,39 @@ def test_every_naive_time_the_schema_allows_is_one_the_server_takes():
         assert not pattern.match(text), text
     for text in ("0001-01-01T00:00", "2026-02-28T23:59:59.999999", "2026-12-31 10:00", "9999-12-31T23:59:59"):
         assert pattern.match(text) and datetime.fromisoformat(text), text
+
+
+def test_a_value_one_model_refuses_leaves_the_rest_of_its_batch_scored(tmp_path, sqlite_url):
+    """A forest refuses values past float32's range; only the case that carries one goes to a person."""
+    from decider.registry.training import iris_dataset, train
+    from helpers import write_config
+
+    models = tmp_path / "models"
+    train(iris_dataset(), name="forest", version=1, out_dir=models, estimator="random_forest",
+          use=["sepal length (cm)", "petal width (cm)"])
+    config = write_config(tmp_path, sqlite_url, models_dir=models, live="forest-v1", level="full")
+    with api(load_settings(config)) as (client, _):
+        runtime: Runtime = client.app.state.runtime
+        ingestor = Ingestor(runtime)
+        huge = {"sepal length (cm)": 1e39, "petal width (cm)": 0.2}
+        subs = [Submission("t", SETOSA, None), Submission("t", huge, None)]
+
+        async def together():  # type: ignore[no-untyped-def]
+            return await asyncio.gather(*(ingestor.submit(s) for s in subs))
+
+        with ThreadPoolExecutor(1) as pool:
+            (ordinary, _), (refused, _) = pool.submit(lambda: asyncio.run(together())).result()
+    assert ordinary["route"] == "auto" and ordinary["novelty"] == []
+    assert refused["route"] == "queue" and refused["novelty"][-1]["kind"] == "unscorable"
+
+
+def test_a_field_missing_at_scoring_time_is_never_imputed_into_a_decision(tmp_path, sqlite_url):
+    """The API checks required fields against the deployment it sees; a switch can land before scoring. A
+    missing value the contract never allows is then a reason to queue, not a median to decide on."""
+    with api(settings_for(tmp_path, sqlite_url, level="full")) as (client, _):
+        runtime: Runtime = client.app.state.runtime
+        from decider.cases.service import score_batch
+
+        [row] = score_batch(runtime, [Submission("t", {"sepal length (cm)": 5.0}, None)])
+    assert row["route"] == "queue" and row["novelty"] == [
+        {"kind": "unscorable", "feature": "petal width (cm)", "message": "petal width (cm) is missing"}]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import uuid
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,7 @@ from decider.registry.artifacts import LoadedModel
 from decider.runtime import Deployment, Runtime
 from decider.scoring import Score, feature_vector, score_from
 
+log = logging.getLogger("decider.ingest")
 CASE = Case.__table__  # type: ignore[attr-defined]
 EVENT = CaseEvent.__table__  # type: ignore[attr-defined]
 HIDDEN_LEVELS = {Level.HUMAN_ONLY.value, Level.SHADOW.value}
@@ -40,6 +42,32 @@ class Submission:
     key: str | None
 
 
+def predict_each_if_needed(model: LoadedModel, matrix: np.ndarray) -> np.ndarray:
+    """Class probabilities for the batch; when the model refuses the batch (a forest refuses values past
+    float32's range), row by row, so only the rows it refuses get NaN, and each refusal is logged."""
+    try:
+        return model.predict_proba(matrix)
+    except ValueError:
+        out = np.full((len(matrix), len(model.labels)), np.nan)
+        for j in range(len(matrix)):
+            try:
+                out[j] = model.predict_proba(matrix[j:j + 1])[0]
+            except ValueError as exc:
+                log.warning("model %s refused a case's values: %s", model.id, str(exc).splitlines()[0])
+        return out
+
+
+def missing_required(model: LoadedModel, matrix: np.ndarray) -> list[str | None]:
+    """Per row, the first feature the model uses that is missing though the model's contract never allows
+    a null for it (None when there is none): such a row must not be scored from an imputed value."""
+    fields = model.contract.fields
+    required = [j for j, name in enumerate(model.features) if not (name in fields and fields[name].nullable)]
+    if not required:
+        return [None] * len(matrix)
+    gaps = np.isnan(matrix[:, required])
+    return [model.features[required[int(np.argmax(row))]] if row.any() else None for row in gaps]
+
+
 def score_batch(runtime: Runtime, subs: Sequence[Submission]) -> list[dict[str, Any]]:
     """Score and route a batch of submissions into case rows. No I/O: one predict_proba per model,
     because scikit-learn's fixed cost per call (~110 us) dwarfs the cost per row."""
@@ -53,13 +81,13 @@ def score_batch(runtime: Runtime, subs: Sequence[Submission]) -> list[dict[str, 
         for model in {id(m): m for m, _ in picks}.values():
             idx = [i for i, (m, _) in enumerate(picks) if m is model]
             matrix = np.asarray([feature_vector(model.features, subs[i].features) for i in idx], dtype=float)
-            try:
-                probs = model.predict_proba(matrix)
-            except ValueError:  # a missing value the model cannot take (a switch raced the request's check)
-                probs = np.full((len(idx), len(model.labels)), np.nan)
-            for i, p, reasons in zip(idx, probs, model.guard.check(matrix), strict=True):
+            probs = predict_each_if_needed(model, matrix)
+            gaps = missing_required(model, matrix)
+            for i, p, reasons, gap in zip(idx, probs, model.guard.check(matrix), gaps, strict=True):
                 scored[i] = True
-                if np.isfinite(p).all():
+                if gap:  # a field the model needs and the contract never lets be null (a switch raced the check)
+                    reasons.append({"kind": "unscorable", "feature": gap, "message": f"{gap} is missing"})
+                elif np.isfinite(p).all():
                     scores[i] = score_from(model.labels, p)
                 else:  # values so extreme the model overflows: a case for a person, never an error
                     reasons.append(unscorable(model.id))

@@ -19,6 +19,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from sqlalchemy import insert
 
 from decider.cases.tables import ShadowPrediction
@@ -129,7 +130,9 @@ class ShadowRunner:
             row: dict[str, Any] = {"case_id": job.case_id, "model_version": model.id, "prediction": None,
                                    "confidence": None, "probabilities": None, "error": error,
                                    "latency_ms": latency, "created_at": at}
-            if probs is not None:
+            if probs is not None and not np.isfinite(probs[i]).all():
+                row["error"] = "non-finite: the model overflowed on these values"  # NaN cannot go into JSON
+            elif probs is not None:
                 score = score_from(model.labels, probs[i])
                 row |= {"prediction": score.prediction, "confidence": score.confidence,
                         "probabilities": score.probabilities}
