@@ -62,3 +62,42 @@ def test_untrusted_type_is_refused_even_with_a_matching_hash(tmp_path):
 def test_missing_model_lists_what_is_available():
     with pytest.raises(ModelRefused, match="available: iris-v1"):
         load(MODELS, "nope-v1")
+
+
+def test_trees_pointing_outside_themselves_are_refused_before_any_prediction(tmp_path):
+    """A trusted type can hold bad numbers: scikit-learn's compiled tree code follows child indices without
+    bounds checks, so a crafted artifact would crash the process on its first prediction."""
+    import hashlib
+
+    from decider.registry import structures
+
+    for estimator in ("random_forest", "hist_gradient_boosting"):
+        artifact = train(iris_dataset(), name=estimator.replace("_", ""), version=1, out_dir=tmp_path,
+                         estimator=estimator, select=None)
+        model = load(tmp_path, artifact.stem)  # a real one passes
+        assert structures.check(model.estimator) is None
+    forest = load(tmp_path, "randomforest-v1").estimator
+    tree = next(o for o in _walk(forest) if type(o).__name__ == "Tree")
+    state = tree.__getstate__()
+    nodes = state["nodes"].copy()
+    nodes["left_child"][0] = 10**8  # the crafted index
+    tree.__setstate__(state | {"nodes": nodes})
+    assert "child indices point outside" in (structures.check(forest) or "")
+    crafted = tmp_path / "crafted-v1.skops"
+    sio.dump({"format": 2, "model": forest, "novelty": load(tmp_path, "randomforest-v1").guard.arrays()}, crafted)
+    card = json.loads((tmp_path / "randomforest-v1.json").read_text())
+    card |= {"id": "crafted-v1", "sha256": hashlib.sha256(crafted.read_bytes()).hexdigest()}
+    card_path(crafted).write_text(json.dumps(card))
+    with pytest.raises(ModelRefused, match="refused before any prediction: it holds a decision tree whose child"):
+        load(tmp_path, "crafted-v1")
+
+
+def _walk(obj, seen=None):  # type: ignore[no-untyped-def]
+    seen = seen if seen is not None else set()
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    yield obj
+    children = obj if isinstance(obj, list | tuple) else vars(obj).values() if hasattr(obj, "__dict__") else ()
+    for child in children:
+        yield from _walk(child, seen)

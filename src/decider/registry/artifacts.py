@@ -24,6 +24,7 @@ from decider import novelty
 from decider.contract import Contract, contract_of
 from decider.errors import ModelRefused
 from decider.novelty import Guard
+from decider.registry import structures
 from decider.registry.cards import card_path, read_card
 from decider.registry.names import name_problem
 
@@ -180,6 +181,8 @@ def load(models_dir: Path, model_id: str) -> LoadedModel:
         estimator, guard = _parts(stored, card)
     except Exception as exc:  # skops raises several types; all mean "will not serve"
         raise ModelRefused(f"model {model_id!r}: could not be loaded: {exc}") from None
+    if problem := structures.check(estimator):
+        raise ModelRefused(f"model {model_id!r}: refused before any prediction: it holds {problem}")
     model = LoadedModel(id=model_id, card=card, estimator=estimator, guard=guard)
     if list(guard.features) != model.features:
         raise ModelRefused(f"model {model_id!r}: its novelty guard checks {list(guard.features)}, "
