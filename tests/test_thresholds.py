@@ -176,3 +176,14 @@ def test_class_thresholds_for_classes_the_model_lacks_are_pointed_out(tmp_path, 
         page = client.get("/admin/policy").text
     assert 'id="unknown-classes"' in page and "class_0" in page.split('id="unknown-classes"')[1].split("</div>")[0]
     assert "setosa" not in page.split('id="unknown-classes"')[1].split("</div>")[0]
+
+
+def test_an_audit_still_waiting_for_its_review_counts_as_an_error():
+    rows = [{"route": "auto", "confidence": 0.97, "prediction": "a", "audit": i < 500, "review_status":
+             "done" if i < 480 else ("pending" if i < 500 else None), "review_label": "a" if i < 480 else None,
+             "policy_version": "p"} for i in range(1000)]
+    evidence, _ = live_evidence(rows, {"p": 0.5})
+    [sample] = evidence.samples
+    assert len(sample.wrong) == 500 and int(sample.wrong.sum()) == 20  # the 20 pending audits
+    s = suggest(evidence, target=0.02, confidence=0.95, labels=["a"], total=1000)
+    assert s.overall.threshold is None  # 20 possible errors in 500: the bound is over 2%

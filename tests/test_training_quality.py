@@ -143,3 +143,11 @@ def test_select_keeps_k_features_and_the_whole_contract(tmp_path, sqlite_url):
     assert len(card["features"]) == 3 and set(card["features"]) < set(names)
     assert sorted(card["contract"]["fields"]) == sorted(names)
     assert card["feature_selection"].startswith("SequentialFeatureSelector(n_features_to_select=3")
+
+
+def test_one_class_is_refused_in_words(tmp_path, sqlite_url):
+    path = tmp_path / "one.csv"
+    path.write_text("a,b,label\n" + "".join(f"{i},{i * 2},yes\n" for i in range(30)))
+    config = write_config(tmp_path, sqlite_url, models_dir=tmp_path / "models")
+    result = CliRunner().invoke(cli, ["train", "--config", str(config), "--csv", str(path), "--target", "label"])
+    assert result.exit_code == 2 and "every row has the label 'yes'" in result.output

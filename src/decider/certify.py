@@ -247,10 +247,10 @@ def live_evidence(rows: Iterable[Mapping[str, Any]], audit_rates: Mapping[str, f
         group = auto.setdefault(rate, {"pop": [], "pop_pred": [], "conf": [], "pred": [], "wrong": []})
         group["pop"].append(r["confidence"])
         group["pop_pred"].append(r["prediction"])
-        if r["audit"] and wrong is not None:
+        if r["audit"]:  # drawn for a blind review: in the sample, and an error until a person says otherwise
             group["conf"].append(r["confidence"])
             group["pred"].append(r["prediction"])
-            group["wrong"].append(wrong)
+            group["wrong"].append(True if wrong is None else wrong)
     evidence = Evidence()
     if queued_conf:
         evidence.censuses.append(Census(np.array(queued_conf, dtype=float), queued_wrong, np.array(queued_pred)))

@@ -53,23 +53,41 @@ def render(s: dict[str, Any]) -> str:
     else:
         classes = ", ".join(f"{k} = {v:g}" for k, v in sug["class_thresholds"].items())
         out.append(f"\nSuggested (from {sug['source']} evidence): threshold = {sug['threshold']:g}, "
-                   f"class_thresholds = {{ {classes} }}  (1 = never decides alone)")
+                   f"class_thresholds = {{ {classes} }}  (at partial; 1 = never decides alone)")
         out.append("Per-class statements hold together at the stated confidence (the level is split between the "
-                   "classes), so the overall error among automatic decisions is at most the target too.")
+                   "classes, and between the two bodies of evidence), so the overall error among automatic "
+                   "decisions is at most the target too.")
     return "\n".join(out)
 
 
 def write_thresholds(path: Path, threshold: float, class_thresholds: dict[str, float]) -> None:
-    """Set [automation] threshold and class_thresholds in the config file, keeping its comments and layout."""
+    """Set [automation] threshold and class_thresholds in the config file, keeping its comments and layout.
+    Written to a temporary file and renamed over the old one, so a server never reads half a file."""
+    import os
+
     import tomlkit
 
-    doc = tomlkit.parse(path.read_text())
+    doc = tomlkit.parse(path.read_text()) if path.exists() else tomlkit.document()
     section = doc.setdefault("automation", tomlkit.table())
     section["threshold"] = threshold
     table = tomlkit.inline_table()
     table.update(class_thresholds)
     section["class_thresholds"] = table
-    path.write_text(tomlkit.dumps(doc))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(tomlkit.dumps(doc))
+    os.replace(tmp, path)
+
+
+def write_warnings(level: str) -> list[str]:
+    """What would make a written threshold not take effect as written."""
+    import os
+
+    out = [f"{name} is set in the environment and wins over the file" for name in
+           ("DECIDER_AUTOMATION__THRESHOLD", "DECIDER_AUTOMATION__CLASS_THRESHOLDS") if name in os.environ]
+    if level != "partial":
+        out.append(f"automation.level is {level!r}: thresholds apply only at partial (at full the model decides "
+                   "every case)")
+    return out
 
 
 @app.command()
@@ -108,3 +126,5 @@ def suggest(
             raise fail("nothing to write: no threshold could be certified; the config is unchanged")
         write_thresholds(settings.config_path, sug["threshold"], sug["class_thresholds"])
         typer.echo(f"wrote threshold and class_thresholds to {settings.config_path}", err=True)
+        for warning in write_warnings(str(settings.automation.level)):
+            typer.echo(f"warning: {warning}", err=True)

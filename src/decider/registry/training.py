@@ -175,6 +175,8 @@ def calibrate(model: Any, X: np.ndarray, y: np.ndarray, method: str, seed: int) 
     5-fold cross-validated log loss on the calibration rows: a map fitted on few rows can make matters worse,
     and the rows it is judged on are not the test rows, which stay unseen.
     """
+    if method == "auto" and _smallest_class(y) < 4:
+        return model, "none", {}  # too few rows of some class to fit a map and judge it: keep the model's own
     if method != "none" and _smallest_class(y) < 2:
         raise ValueError(f"the calibration part has {len(y)} rows, too few to hold 2 of every class; gather more "
                          f"rows, raise --holdout, or train with --calibration none")
@@ -183,6 +185,7 @@ def calibrate(model: Any, X: np.ndarray, y: np.ndarray, method: str, seed: int) 
         candidates = ["none", "temperature"] + (["isotonic"] if len(y) >= ISOTONIC_FROM else [])
         scores = {m: _cv_log_loss(model, X, y, m, seed) for m in candidates}
         method = min(candidates, key=lambda m: (round(scores[m], 4), candidates.index(m)))
+        scores = {m: v for m, v in scores.items() if math.isfinite(v)}  # JSON has no Infinity
     return _fit_map(model, X, y, method), method, scores
 
 
@@ -244,6 +247,8 @@ def evaluate_probabilities(proba: np.ndarray, y: np.ndarray, labels: list[str]) 
 
 
 def _split(data: Dataset, holdout: float, seed: int) -> tuple[np.ndarray, ...]:
+    if len(np.unique(data.y)) < 2:
+        raise ValueError(f"every row has the label {str(data.y[0])!r}: a classifier needs at least two classes")
     smallest = _smallest_class(data.y)
     if smallest < 3:
         counts = dict(zip(*np.unique(data.y, return_counts=True), strict=True))
