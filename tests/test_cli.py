@@ -19,7 +19,9 @@ def decider(*args: str, input: str | None = None):  # type: ignore[no-untyped-de
 
 def test_keys_create_prints_only_the_key(tmp_path):
     config = write_config(tmp_path, f"sqlite:///{tmp_path / 'd.db'}")
-    assert decider("db", "upgrade", "--config", str(config)).returncode == 0
+    upgraded = decider("db", "upgrade", "--config", str(config))
+    assert upgraded.returncode == 0 and upgraded.stdout == ""
+    assert re.fullmatch(r"database sqlite:///\S+d\.db: schema at [0-9a-f]{12}\n", upgraded.stderr), upgraded.stderr
     result = decider("keys", "create", "billing", "--config", str(config))
     assert result.returncode == 0
     key = result.stdout

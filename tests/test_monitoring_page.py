@@ -92,6 +92,8 @@ def test_report_is_one_self_contained_file(tmp_path, sqlite_url):
     done, out = two_case_report(tmp_path, sqlite_url)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(out)
+    assert re.search(r"^2 cases, \d+ figures? past (its|their) threshold$", done.stderr, re.M), done.stderr
+    assert "1 figures" not in done.stderr
     html = out.read_text()
     assert embedded_figures(html)["window"]["cases"] == 2
     assert "new Chart(" in html and "Chart.js v4" in html  # the library itself is inlined

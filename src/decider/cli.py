@@ -194,16 +194,25 @@ def report(
         fig = write_report(settings=settings, since=since, until=until, out=out)
     except (DeciderError, OSError, SQLAlchemyError) as exc:
         raise fail(getattr(exc, "message", None) or f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
-    typer.echo(f"{fig['window']['cases']} cases, {len(fig['flags'])} figures past their threshold", err=True)
+    cases, flagged = fig["window"]["cases"], len(fig["flags"])
+    past = "figure past its" if flagged == 1 else "figures past their"
+    typer.echo(f"{cases} case{'' if cases == 1 else 's'}, {flagged} {past} threshold", err=True)
     typer.echo(str(out))
 
 
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOpt = None, revision: str = "head") -> None:
     """Apply migrations up to REVISION (default: the newest)."""
-    from decider.db import upgrade
+    from alembic.script import ScriptDirectory
+    from sqlalchemy.engine import make_url
 
-    upgrade(settings_or_exit(config).database_url, revision)
+    from decider.db import alembic_config, upgrade
+
+    url = settings_or_exit(config).database_url
+    upgrade(url, revision)
+    if revision == "head":
+        revision = ScriptDirectory.from_config(alembic_config(url)).get_current_head() or revision
+    typer.echo(f"database {make_url(url).render_as_string(hide_password=True)}: schema at {revision}", err=True)
 
 
 @keys_app.command("create")

@@ -204,7 +204,9 @@ def format_report(report: Report, name: str = "replayed") -> str:
     p = report.policy
     lines = [
         f"{r.cases} scored cases{since}, replayed under policy {p.version} (level {p.level}, threshold "
-        f"{p.threshold:g}, class thresholds {dict(p.class_thresholds) or 'none'}, rollout {p.rollout_percent:g}%)",
+        f"{p.threshold:g}, class thresholds "
+        f"{', '.join(f'{k} {v:g}' for k, v in sorted(p.class_thresholds.items())) or 'none'}, "
+        f"rollout {p.rollout_percent:g}%)",
         "",
         f"{'':28}{'as routed':>24}{name:>24}",
         f"{'auto-decided':28}{f'{r.auto} ({_pct(r.auto_share)})':>24}{f'{n.auto} ({_pct(n.auto_share)})':>24}",
