@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from decider.certify import corrected_accuracy
+from decider.certify import corrected_accuracy, counts_of
 from decider.monitoring.figures import quality
 
 
@@ -30,7 +30,7 @@ def window(rng: np.random.Generator, audit_rate: float = 0.1) -> tuple[list[dict
 def test_outcomes_only_on_automatic_decisions_no_longer_overstate():
     rows, truth = window(np.random.default_rng(0))
     plain = quality(rows, {"p": 0.1})["overall"]["model_accuracy"]["value"]
-    corrected = corrected_accuracy(rows, {"p": 0.1})
+    corrected = corrected_accuracy(counts_of(rows, {"p": 0.1}))
     assert plain > 0.9 and abs(truth - 0.6) < 0.05  # the outcomes figure reads like 90%+
     assert corrected["low"] <= truth <= corrected["high"] and abs(corrected["value"] - truth) < 0.05
     assert corrected["labelled"] == 700 + sum(r["audit"] for r in rows) and corrected["cases"] == 1000
@@ -41,14 +41,14 @@ def test_the_corrected_interval_covers_the_truth_at_its_rate():
     covered = 0
     for _ in range(300):
         rows, truth = window(rng)
-        c = corrected_accuracy(rows, {"p": 0.1})
+        c = corrected_accuracy(counts_of(rows, {"p": 0.1}))
         covered += c["low"] <= truth <= c["high"]
     assert covered / 300 >= 0.95
 
 
 def test_decisions_no_audit_could_check_widen_the_interval():
     rows, _ = window(np.random.default_rng(2), audit_rate=0.0)
-    c = corrected_accuracy(rows, {"p": 0.0})
+    c = corrected_accuracy(counts_of(rows, {"p": 0.0}))
     assert c["unchecked_automatic"] == 300 and c["high"] - c["low"] >= 0.3 - 1e-9  # 300 of 1000 could be either
 
 

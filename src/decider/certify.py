@@ -9,8 +9,9 @@ first failure, the chance that any threshold passed is in truth above the target
 family-wise error of fixed-sequence testing), so taking the lowest one passed does not spend the guarantee,
 however fine the grid.
 
-`live_evidence` arranges stored cases as strata and `estimate` gives the sampling-corrected error over all of
-them (the monitoring page's model accuracy). Evidence comes in strata, each bounded exactly:
+`live_evidence` arranges stored cases as strata (`stratum_of` says where each stands) for the threshold
+bounds; `Counts` tallies the same strata and `estimate` gives the sampling-corrected error over all of them
+(the monitoring page's model accuracy). Evidence comes in strata, each bounded exactly:
 - a *sample*: labelled cases drawn at random from a population of known size (blind audits of automatic
   decisions, drawn at the audit rate; the model card's held-out rows, a sample of the training data). Its
   error rate is bounded with Clopper-Pearson; the population's errors with that rate times its size.
@@ -227,30 +228,42 @@ def suggest(evidence: Evidence, *, target: float, confidence: float, labels: Seq
     return Suggestion(target, confidence, overall, per_class, evidence.labelled())
 
 
+# The case columns `stratum_of` reads (with `prediction`), for callers that hold rows as objects.
+STRATUM_FIELDS = ("prediction", "route", "audit", "review_status", "review_label", "policy_version")
+
+
+def stratum_of(row: Mapping[Any, Any], audit_rates: Mapping[str, float]) -> tuple[float | None, bool | None, bool]:
+    """Where one scored case stands as evidence: (the audit rate it was routed under, None for a queued case
+    (a census member); whether the model was wrong, None while no label is in; whether it is in the audit
+    sample). An audit still waiting for its review counts as an error until a person says otherwise."""
+    labelled = row["review_status"] == "done" and row["review_label"] is not None
+    wrong = row["review_label"] != row["prediction"] if labelled else None
+    if row["route"] == "queue":
+        return None, wrong, False
+    drawn = bool(row["audit"])
+    return max(audit_rates.get(row["policy_version"], 0.0), 0.0), (True if drawn and wrong is None else wrong), drawn
+
+
 def live_evidence(rows: Iterable[Mapping[str, Any]], audit_rates: Mapping[str, float]) -> tuple[Evidence, int]:
     """(evidence, automatic decisions that no audit could have checked) from case rows of one model."""
     queued_conf, queued_pred, queued_wrong = [], [], []
     auto: dict[float, dict[str, list[Any]]] = {}
     unchecked = 0
     for r in rows:
-        labelled = r["review_status"] == "done" and r["review_label"] is not None
-        wrong = r["review_label"] != r["prediction"] if labelled else None
-        if r["route"] == "queue":
+        rate, wrong, drawn = stratum_of(r, audit_rates)
+        if rate is None:
             queued_conf.append(r["confidence"])
             queued_pred.append(r["prediction"])
             queued_wrong.append(wrong)
             continue
-        rate = audit_rates.get(r["policy_version"], 0.0)
-        if rate <= 0:
-            unchecked += 1
-            rate = 0.0
+        unchecked += rate == 0
         group = auto.setdefault(rate, {"pop": [], "pop_pred": [], "conf": [], "pred": [], "wrong": []})
         group["pop"].append(r["confidence"])
         group["pop_pred"].append(r["prediction"])
-        if r["audit"]:  # drawn for a blind review: in the sample, and an error until a person says otherwise
+        if drawn:
             group["conf"].append(r["confidence"])
             group["pred"].append(r["prediction"])
-            group["wrong"].append(True if wrong is None else wrong)
+            group["wrong"].append(wrong)
     evidence = Evidence()
     if queued_conf:
         evidence.censuses.append(Census(np.array(queued_conf, dtype=float), queued_wrong, np.array(queued_pred)))
@@ -261,45 +274,72 @@ def live_evidence(rows: Iterable[Mapping[str, Any]], audit_rates: Mapping[str, f
     return evidence, unchecked
 
 
-def estimate(evidence: Evidence, confidence: float = 0.95) -> dict[str, Any]:
+@dataclass
+class Counts:
+    """What `estimate` needs, gathered one case at a time without keeping the cases: the census's cases,
+    errors and unreviewed ones, and per audit rate the automatic decisions, those drawn and the errors
+    among them. `decider simulate` streams every stored case through one of these per policy."""
+
+    audit_rates: Mapping[str, float]
+    census: list[int] = field(default_factory=lambda: [0, 0, 0])  # cases, wrong, not reviewed yet
+    samples: dict[float, list[int]] = field(default_factory=dict)  # rate -> [population, drawn, wrong]
+
+    def add(self, row: Mapping[Any, Any]) -> None:
+        rate, wrong, drawn = stratum_of(row, self.audit_rates)
+        if rate is None:
+            self.census[0] += 1
+            self.census[1] += bool(wrong)
+            self.census[2] += wrong is None
+            return
+        stratum = self.samples.setdefault(rate, [0, 0, 0])
+        stratum[0] += 1
+        stratum[1] += drawn
+        stratum[2] += drawn and bool(wrong)
+
+    @property
+    def unchecked(self) -> int:
+        return self.samples.get(0.0, [0])[0]
+
+
+def estimate(counts: Counts, confidence: float = 0.95) -> dict[str, Any]:
     """The error rate over every case the evidence covers, corrected for how labels were sampled, with a
     two-sided interval: census strata count their errors (unreviewed cases left out of the estimate, and
     taken as right for the lower end, wrong for the upper), sample strata scale their labelled error rate up
-    to their population. A figure of the model's accuracy over all its cases, not over the ones that happened
+    to their population. A figure of the model's error over all its cases, not over the ones that happened
     to be labelled."""
     delta = (1 - confidence) / 2  # each end
-    cases = seen_errors = seen_cases = low = high = 0.0
-    split = delta / max(len(evidence.samples), 1)
-    for s in evidence.samples:
-        n, k, size = len(s.wrong), float(np.sum(s.wrong)), float(len(s.population))
+    split = delta / max(len(counts.samples), 1)
+    total, wrong, unknown = counts.census
+    cases, seen_errors, seen_cases = float(total), float(wrong), float(total - unknown)
+    low, high, labelled = float(wrong), float(wrong + unknown), total - unknown
+    for size, n, k in counts.samples.values():
         cases += size
+        labelled += n
         if n:
             seen_errors += size * k / n
             seen_cases += size
             low += size * float(beta.ppf(split, k, n - k + 1)) if k > 0 else 0.0
         high += size * float(clopper_pearson_upper(np.array([k]), np.array([n]), split)[0])
-    for census in evidence.censuses:
-        known = [w for w in census.wrong if w is not None]
-        wrong, unknown = float(sum(known)), float(len(census.wrong) - len(known))
-        cases += len(census.wrong)
-        seen_errors += wrong
-        seen_cases += len(known)
-        low += wrong
-        high += wrong + unknown
     return {"error": seen_errors / seen_cases if seen_cases else None,
             "low": low / cases if cases else None, "high": high / cases if cases else None,
-            "labelled": evidence.labelled(), "cases": int(cases), "confidence": confidence}
+            "labelled": labelled, "cases": int(cases), "unchecked_automatic": counts.unchecked}
 
 
-def corrected_accuracy(rows: Sequence[Mapping[str, Any]], audit_rates: Mapping[str, float]) -> dict[str, Any]:
-    """The model's accuracy over every case it scored in the window, corrected for how labels were drawn
-    (`estimate`: queued cases counted whole, automatic decisions scaled up from blind audits), with a
-    95% interval and the labels behind it."""
-    scored = [r for r in rows if r.get("prediction") is not None and r.get("confidence") is not None]
-    evidence, unchecked = live_evidence(scored, audit_rates)
-    est = estimate(evidence)
+def counts_of(rows: Iterable[Mapping[str, Any]], audit_rates: Mapping[str, float]) -> Counts:
+    counts = Counts(audit_rates)
+    for r in rows:
+        if r.get("prediction") is not None and r.get("confidence") is not None:
+            counts.add(r)
+    return counts
+
+
+def corrected_accuracy(counts: Counts) -> dict[str, Any]:
+    """The model's accuracy over every case counted, corrected for how labels were drawn (`estimate`,
+    turned round), with a 95% interval, the labels behind it and the unaudited automatic decisions."""
+    est = estimate(counts)
+
     def flip(x: float | None) -> float | None:
         return None if x is None else 1 - x
 
     return {"value": flip(est["error"]), "low": flip(est["high"]), "high": flip(est["low"]),
-            "labelled": est["labelled"], "cases": est["cases"], "unchecked_automatic": unchecked}
+            "labelled": est["labelled"], "cases": est["cases"], "unchecked_automatic": est["unchecked_automatic"]}

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, func, select
 from tqdm import tqdm
 
 from decider.cases.tables import Case
-from decider.certify import corrected_accuracy
+from decider.certify import STRATUM_FIELDS, Counts, estimate
 from decider.config import Settings
 from decider.db import as_utc
 from decider.policy import Policy, route
@@ -29,7 +29,6 @@ Z95 = 1.959963984540054
 COLUMNS = (CASE.c.id, CASE.c.key, CASE.c.prediction, CASE.c.confidence, CASE.c.route, CASE.c.created_at,
            CASE.c.review_label, CASE.c.outcome, CASE.c.novelty, CASE.c.audit, CASE.c.review_status,
            CASE.c.policy_version)
-STRATA = ("prediction", "confidence", "route", "audit", "review_status", "review_label", "policy_version")
 
 
 def wilson(errors: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -51,9 +50,8 @@ class Figures:
     queue_by_day: dict[str, int] = field(default_factory=dict)
     labelled_auto: int = 0  # automatic decisions on cases with a human label
     errors: int = 0  # ... where the model's decision differs from that label
-    # The cases this routing decides automatically, with how each was labelled: for the corrected figure.
-    auto_rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
-    audit_rates: dict[str, float] = field(default_factory=dict, repr=False)
+    # The cases this routing decides automatically, tallied by how each was labelled: the corrected figure.
+    strata: Counts = field(default_factory=lambda: Counts({}), repr=False)
 
     @property
     def queued(self) -> int:
@@ -74,16 +72,11 @@ class Figures:
     @property
     def corrected_error(self) -> dict[str, Any]:
         """The error among the cases this routing decides automatically, corrected for how their labels were
-        gathered (certify.corrected_accuracy): the cases queued when they were routed count whole, those
-        decided then are scaled up from blind audits. The plain error rate above counts whatever was
-        labelled, which for a looser policy is mostly the hard, queued cases."""
-        c = corrected_accuracy(self.auto_rows, self.audit_rates)
-
-        def error(accuracy: float | None) -> float | None:
-            return None if accuracy is None else 1 - accuracy
-
-        return {"error": error(c["value"]), "low": error(c["high"]), "high": error(c["low"]),
-                "labelled": c["labelled"], "cases": c["cases"]}
+        gathered (certify.estimate): the cases queued when they were routed count whole, those decided then
+        are scaled up from blind audits. The plain error rate above counts whatever was labelled, which for a
+        looser policy is mostly the hard, queued cases."""
+        est = estimate(self.strata)
+        return {k: est[k] for k in ("error", "low", "high", "labelled", "cases")}
 
     def add(self, *, auto: bool, day: str, wrong: bool | None, row: Any = None) -> None:
         self.cases += 1
@@ -92,14 +85,14 @@ class Figures:
             return
         self.auto += 1
         if row is not None:
-            self.auto_rows.append({k: getattr(row, k) for k in STRATA})
+            self.strata.add({k: getattr(row, k) for k in STRATUM_FIELDS})
         if wrong is not None:
             self.labelled_auto += 1
             self.errors += wrong
 
     def as_dict(self) -> dict[str, Any]:
         low, high = self.error_ci
-        plain = {k: v for k, v in asdict(self).items() if k not in ("auto_rows", "audit_rates")}
+        plain = {k: v for k, v in asdict(self).items() if k != "strata"}
         return {**plain, "queued": self.queued, "auto_share": self.auto_share,
                 "error_rate": self.error_rate, "error_ci95": [low, high] if self.labelled_auto else None,
                 "corrected_error": self.corrected_error}
@@ -113,7 +106,7 @@ def tally(rows: Iterable[Any], policies: list[Policy], audit_rates: dict[str, fl
           ) -> tuple[Figures, list[Figures]]:
     """One pass over the cases: how they were routed, and how each policy would route them."""
     rates = audit_rates or {}
-    routed, replayed = Figures(audit_rates=rates), [Figures(audit_rates=rates) for _ in policies]
+    routed, replayed = Figures(strata=Counts(rates)), [Figures(strata=Counts(rates)) for _ in policies]
     for row in rows:
         label = label_of(row)
         wrong = None if label is None else row.prediction != label

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from decider.certify import corrected_accuracy
+from decider.certify import corrected_accuracy, counts_of
 from decider.monitoring.drift import THRESHOLDS, Thresholds, class_drift, input_drift, verdict
 from decider.web.format import num
 
@@ -200,7 +200,8 @@ def quality(rows: Sequence[Row], audit_rates: Mapping[str, float] | None = None)
     return {
         "overall": quality_block(rows),
         "by_model": {v: quality_block([r for r in rows if r["model_version"] == v]) for v in versions},
-        "corrected": {v: corrected_accuracy([r for r in rows if r["model_version"] == v], rates) for v in versions},
+        "corrected": {v: corrected_accuracy(counts_of((r for r in rows if r["model_version"] == v), rates))
+                      for v in versions},
         "definitions": [{"key": q.key, "title": q.title, "meaning": q.meaning} for q in QUALITY],
     }
 

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, func, literal, select
 
 from decider.cases.tables import Case, ShadowPrediction
-from decider.certify import corrected_accuracy
+from decider.certify import Counts, corrected_accuracy
 from decider.config import Settings
 from decider.contract import Contract
 from decider.errors import ModelRefused
@@ -120,7 +120,8 @@ def _corrected(conn: Connection) -> dict[tuple[str, str], dict[str, Any]]:
     from decider.automation.evidence import audit_rates
 
     labels = (CASE.c.route, CASE.c.audit, CASE.c.review_status, CASE.c.review_label, CASE.c.policy_version)
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    rates = audit_rates(conn)
+    groups: dict[tuple[str, str], Counts] = {}
     own = select(CASE.c.model_version, CASE.c.model_role, CASE.c.confidence, CASE.c.prediction, *labels).where(
         CASE.c.model_version.is_not(None), CASE.c.prediction.is_not(None))
     shadow = select(SHADOW.c.model_version, literal("shadow").label("model_role"), SHADOW.c.confidence,
@@ -128,9 +129,8 @@ def _corrected(conn: Connection) -> dict[tuple[str, str], dict[str, Any]]:
         SHADOW.c.prediction.is_not(None))
     for query in (own, shadow):
         for r in conn.execute(query).mappings():
-            groups.setdefault((r["model_version"], r["model_role"]), []).append(dict(r))
-    rates = audit_rates(conn)
-    return {key: corrected_accuracy(rows, rates) for key, rows in groups.items()}
+            groups.setdefault((r["model_version"], r["model_role"]), Counts(rates)).add(r)
+    return {key: corrected_accuracy(counts) for key, counts in groups.items()}
 
 
 def comparison(conn: Connection, policy: Policy) -> list[dict[str, Any]]:
