@@ -23,13 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from decider.format import num
+
 RANGE_MARGIN = 0.1
 QUANTILE = 0.99
 Reason = dict[str, Any]  # {"kind": "range" | "combination" | "unscorable", "feature": str | None, "message": str}
-
-
-def _g(x: float) -> str:
-    return f"{x:.4g}"
 
 
 @dataclass(frozen=True)
@@ -76,13 +74,13 @@ class Guard:
             row = reasons[i]
             for j in np.flatnonzero(outside[i]):
                 row.append({"kind": "range", "feature": self.features[j],
-                            "message": f"{self.features[j]} = {_g(X[i, j])}, trained on "
-                                       f"{_g(self.minimum[j])}–{_g(self.maximum[j])}"})
+                            "message": f"{self.features[j]} = {num(X[i, j])}, trained on "
+                                       f"{num(self.minimum[j])}–{num(self.maximum[j])}"})
             if not row and d2 is not None and self.limit is not None:
                 row.append({"kind": "combination", "feature": None,
                             "message": "each value is within its training range, but not the combination: "
-                                       f"distance {_g(math.sqrt(d2[i]))} from the training data, where "
-                                       f"{QUANTILE:.0%} of held-out rows are within {_g(math.sqrt(self.limit))}"})
+                                       f"distance {num(math.sqrt(d2[i]))} from the training data, where "
+                                       f"{QUANTILE:.0%} of held-out rows are within {num(math.sqrt(self.limit))}"})
         return reasons
 
     def arrays(self) -> dict[str, Any]:

@@ -11,12 +11,9 @@ import typer
 
 from decider.cli_support import ConfigOpt, fail, settings_or_exit
 from decider.errors import DeciderError
+from decider.format import pct
 
 app = typer.Typer(help="Confidence thresholds with a stated error guarantee.", no_args_is_help=True)
-
-
-def _pct(x: float | None, digits: int = 1) -> str:
-    return "–" if x is None else f"{100 * x:.{digits}f}%"
 
 
 def _line(name: str, c: dict[str, Any], what: str) -> str:
@@ -25,14 +22,14 @@ def _line(name: str, c: dict[str, Any], what: str) -> str:
         hint = (f"about {more} more {what} at the error rate seen would certify one" if more and more > 0
                 else "the error seen is at or above the target where there are enough labels to test")
         return f"  {name:<14} not certified: {hint}"
-    return (f"  {name:<14} {c['threshold']:.3f}  error <= {_pct(c['error_bound'], 2)} (seen {_pct(c['error_seen'], 2)}"
-            f" of {c['labelled']} labelled), automates {_pct(c['automates'])}")
+    return (f"  {name:<14} {c['threshold']:.3f}  error <= {pct(c['error_bound'], 2)} (seen {pct(c['error_seen'], 2)}"
+            f" of {c['labelled']} labelled), automates {pct(c['automates'])}")
 
 
 def render(s: dict[str, Any]) -> str:
     """The suggestion as a person reads it."""
     conf, target = s["confidence"], s["target_error"]
-    out = [f"Thresholds whose error among automatic decisions is at most {_pct(target, 2)} "
+    out = [f"Thresholds whose error among automatic decisions is at most {pct(target, 2)} "
            f"with {conf:.0%} confidence, for {s['model_version']}:"]
     live, train = s["live"], s["training"]
     out.append(f"\nlive evidence ({live['cases']} cases scored, {live['labelled']} labelled"

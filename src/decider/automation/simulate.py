@@ -22,6 +22,7 @@ from decider.cases.tables import Case
 from decider.certify import STRATUM_FIELDS, Counts, estimate
 from decider.config import Settings
 from decider.db import as_utc
+from decider.format import pct
 from decider.policy import Policy, route
 
 CASE = Case.__table__  # type: ignore[attr-defined]
@@ -171,22 +172,18 @@ def simulate(engine: Engine, policy: Policy, *, since: date | None = None, progr
     return Report(policy=policy, since=since, routed=routed, replayed=replayed)
 
 
-def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.1f}%"
-
-
 def describe_error(f: Figures) -> str:
     if not f.labelled_auto:
         return "no labelled automatic decisions"
     low, high = f.error_ci
-    return f"{f.errors}/{f.labelled_auto} = {_pct(f.error_rate)} (95% CI {_pct(low)}–{_pct(high)})"
+    return f"{f.errors}/{f.labelled_auto} = {pct(f.error_rate)} (95% CI {pct(low)}–{pct(high)})"
 
 
 def describe_corrected(f: Figures) -> str:
     c = f.corrected_error
     if c["error"] is None:
         return "no labels among them"
-    return (f"{_pct(c['error'])} (95% {_pct(c['low'])}–{_pct(c['high'])}; {c['labelled']} labels over "
+    return (f"{pct(c['error'])} (95% {pct(c['low'])}–{pct(c['high'])}; {c['labelled']} labels over "
             f"{c['cases']} cases)")
 
 
@@ -202,7 +199,7 @@ def format_report(report: Report, name: str = "replayed") -> str:
         f"rollout {p.rollout_percent:g}%)",
         "",
         f"{'':28}{'as routed':>24}{name:>24}",
-        f"{'auto-decided':28}{f'{r.auto} ({_pct(r.auto_share)})':>24}{f'{n.auto} ({_pct(n.auto_share)})':>24}",
+        f"{'auto-decided':28}{f'{r.auto} ({pct(r.auto_share)})':>24}{f'{n.auto} ({pct(n.auto_share)})':>24}",
         f"{'queued for people':28}{r.queued:>24}{n.queued:>24}",
         "",
         "Error among the automatic decisions, corrected for how labels were gathered (queued cases count",

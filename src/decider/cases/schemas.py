@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from decider.contract import Contract
 from decider.fields import Text
+from decider.format import num
 
 # Case ids fit a signed 64-bit integer on every engine: larger ones are a 422, never a driver overflow.
 CaseId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The case id")]
@@ -87,13 +88,13 @@ def contract_schema(contract: Contract, required: Sequence[str]) -> dict[str, An
     example: dict[str, float | None] = {}
     for name, spec in contract.fields.items():
         number: dict[str, Any] = {"type": "number"}
-        hint = "" if spec.minimum is None else f"Seen in training: {spec.minimum:.4g} to {spec.maximum:.4g}. "
+        hint = "" if spec.minimum is None else f"Seen in training: {num(spec.minimum)} to {num(spec.maximum)}. "
         if spec.nullable:
             properties[name] = {"anyOf": [number, {"type": "null"}], "description": hint + "null when missing."}
         else:
             properties[name] = number | {"description": hint.strip() or "A number."}
         if spec.minimum is not None and spec.maximum is not None:
-            example[name] = float(f"{(spec.minimum + spec.maximum) / 2:.4g}")
+            example[name] = float(num((spec.minimum + spec.maximum) / 2))
     return {"type": "object", "title": f"Features (contract {contract.version})",
             "description": CaseIn.model_fields["features"].description, "properties": properties,
             "required": [n for n in required if n in contract.fields and not contract.fields[n].nullable],

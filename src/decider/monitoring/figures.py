@@ -14,8 +14,8 @@ from typing import Any, Literal
 import numpy as np
 
 from decider.certify import corrected_accuracy, counts_of
+from decider.format import num
 from decider.monitoring.drift import THRESHOLDS, Thresholds, class_drift, input_drift, verdict
-from decider.web.format import num
 
 Bucket = Literal["hour", "day"]
 STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1)}

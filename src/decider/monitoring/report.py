@@ -19,10 +19,10 @@ from decider.automation import evidence
 from decider.automation.riskchart import charts
 from decider.config import Settings
 from decider.db import PROJECT_ROOT, make_engine, now
+from decider.format import num
 from decider.monitoring import queries
 from decider.monitoring.service import DEFAULT_SPAN, aware, monitoring_figures
 from decider.registry.cards import card_path, read_card
-from decider.web.format import num
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 REPORT_TARGET, REPORT_CONFIDENCE = 0.02, 0.95

@@ -9,6 +9,7 @@ import typer
 
 from decider.cli_support import ConfigOpt, fail, settings_or_exit
 from decider.errors import DeciderError
+from decider.format import pct
 
 app = typer.Typer(help="Model versions: list them, promote one to live, roll back.", no_args_is_help=True)
 ActorOpt = Annotated[str | None, typer.Option(help="Who is switching (default: $USER)")]
@@ -19,10 +20,6 @@ def _engine(settings):  # type: ignore[no-untyped-def]
 
     upgrade(settings.database_url)  # the history lives in the database: make sure its table is there
     return make_engine(settings.database_url)
-
-
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}%"
 
 
 @app.command("list")
@@ -47,8 +44,8 @@ def list_models(config: ConfigOpt = None) -> None:
         typer.echo(f"{v['id']}  [{', '.join(v['roles'])}]" if v["roles"] else f"{v['id']}  (no role)")
         typer.echo(f"  features: {', '.join(v['features'])}")
         typer.echo(f"  classes:  {', '.join(v['classes'])}")
-        typer.echo(f"  train:    {_pct(v['train_accuracy'])} of {v['train_n']}   "
-                   f"test: {_pct(v['test_accuracy'])} of {v['test_n']}")
+        typer.echo(f"  train:    {pct(v['train_accuracy'])} of {v['train_n']}   "
+                   f"test: {pct(v['test_accuracy'])} of {v['test_n']}")
         typer.echo(f"  data:     {v['data_source']}   created {utc_minutes(v['created_at']) or '-'}")
         if v["status"] != "ok":
             typer.echo(f"  {v['status']}")

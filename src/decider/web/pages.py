@@ -20,8 +20,8 @@ from decider.db import PROJECT_ROOT
 from decider.deps import RuntimeDep
 from decider.errors import DeciderError, Forbidden
 from decider.fields import Text
+from decider.format import num
 from decider.runtime import Runtime
-from decider.web.format import num
 
 templates = Jinja2Templates(directory=str(PROJECT_ROOT / "templates"))  # autoescapes .html
 
