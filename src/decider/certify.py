@@ -214,6 +214,7 @@ class Suggestion:
     overall: Certified
     per_class: dict[str, Certified]
     labelled: int
+    curve: Curve  # the overall one: the risk-coverage chart draws it
 
 
 def suggest(evidence: Evidence, *, target: float, confidence: float, labels: Sequence[str], total: float,
@@ -221,11 +222,12 @@ def suggest(evidence: Evidence, *, target: float, confidence: float, labels: Seq
     """The lowest certifiable threshold overall (at level 1 - confidence) and per predicted class (the level
     split between the classes), with the share of `total` scored cases each would automate."""
     delta = 1 - confidence
-    overall = fixed_sequence(curve(evidence, delta, grid), target, total, delta)
+    whole = curve(evidence, delta, grid)
+    overall = fixed_sequence(whole, target, total, delta)
     per_delta = delta / max(len(labels), 1)
     per_class = {label: fixed_sequence(curve(evidence, per_delta, grid, label), target, total, per_delta)
                  for label in labels}
-    return Suggestion(target, confidence, overall, per_class, evidence.labelled())
+    return Suggestion(target, confidence, overall, per_class, evidence.labelled(), whole)
 
 
 # The case columns `stratum_of` reads (with `prediction`), for callers that hold rows as objects.

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, select
 
 from decider.automation import history
 from decider.cases.tables import Case
-from decider.certify import Evidence, Sample, Suggestion, curve, live_evidence, suggest
+from decider.certify import Evidence, Sample, Suggestion, live_evidence, suggest
 
 CASE = Case.__table__  # type: ignore[attr-defined]
 
@@ -56,10 +56,10 @@ def _certified(c: Any) -> dict[str, Any]:
             "cases": c.cases, "labelled": c.labelled, "more_labels_needed": c.needed}
 
 
-def describe(s: Suggestion, evidence: Evidence, total: int) -> dict[str, Any]:
+def describe(s: Suggestion, total: int) -> dict[str, Any]:
     """The suggestion as JSON, with the risk-coverage curve behind the overall threshold: per threshold
     (every 0.01), the share of cases it would automate, the error seen among them and its bound."""
-    c = curve(evidence, 1 - s.confidence)
+    c = s.curve
     points = [{"threshold": float(c.grid[i]), "automates": float(c.cases[i] / total) if total else 0.0,
                "error_seen": None if np.isnan(c.errors_seen[i]) else float(c.errors_seen[i]),
                "error_bound": float(c.upper[i]), "labelled": int(c.labelled[i])}
@@ -82,17 +82,17 @@ def suggestion(*, conn: Connection, card: Mapping[str, Any], model_id: str, labe
         "target_error": target, "confidence": confidence, "confidence_each": each, "model_version": model_id,
         "since": since.isoformat() if since else None,
         "training": describe(suggest(train, target=target, confidence=each, labels=labels,
-                                     total=held_out), train, held_out) | {"rows": held_out},
+                                     total=held_out), held_out) | {"rows": held_out},
         "live": describe(suggest(live, target=target, confidence=each, labels=labels, total=len(rows)),
-                         live, len(rows)) | {"cases": len(rows), "unchecked_automatic": unchecked},
+                         len(rows)) | {"cases": len(rows), "unchecked_automatic": unchecked},
     }
-    source = "live" if out["live"]["overall"]["threshold"] is not None or any(
-        c["threshold"] is not None for c in out["live"]["per_class"].values()) else "training"
+    def certifies(body: dict[str, Any]) -> bool:
+        return any(c["threshold"] is not None for c in [body["overall"], *body["per_class"].values()])
+
+    source = "live" if certifies(out["live"]) else "training"
     chosen = out[source]
-    certified_any = chosen["overall"]["threshold"] is not None or any(
-        c["threshold"] is not None for c in chosen["per_class"].values())
     out["suggested"] = {
-        "source": source if certified_any else None,
+        "source": source if certifies(chosen) else None,
         "threshold": chosen["overall"]["threshold"] if chosen["overall"]["threshold"] is not None else 1.0,
         "class_thresholds": {k: (c["threshold"] if c["threshold"] is not None else 1.0)
                              for k, c in chosen["per_class"].items()},
