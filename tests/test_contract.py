@@ -50,6 +50,8 @@ def test_whole_records_typos_and_missing_fields(tmp_path, db_url):
             nulled = client.post("/api/v1/cases", headers=h, json={"features": record(0) | {name: None}})
             assert nulled.status_code == 422 and nulled.json()["field"] == f"features.{name}"
             assert "never missing in training" in nulled.json()["detail"]
+            hint = "the live model needs it" if name == "petal width (cm)" else "or leave the field out"
+            assert hint in nulled.json()["detail"]
         # A field the live model does not use may be left out: it is in the contract, not needed now.
         only_used = submit(client, h, {"sepal length (cm)": 5.0, "petal width (cm)": 0.2})
         assert only_used["decision"] == "setosa"

@@ -49,19 +49,21 @@ class Contract:
     def check(self, given: Mapping[str, float | None], required: Iterable[str]) -> None:
         """A record a client sent: every field known, and every field in `required` (what the models that may
         score it use, deployment.required) present, null only where the contract allows it."""
+        required = tuple(required)
         for name, value in given.items():
             spec = self.fields.get(name)
             if spec is None:
                 raise InvalidInput(f"features.{name}: unknown field (the contract's fields: {self._listed()})",
                                    field=f"features.{name}")
             if value is None and not spec.nullable:
-                raise InvalidInput(f"features.{name}: null, but it was never missing in training; send a number "
-                                   f"or leave the field out", field=f"features.{name}")
-        for name in required:
+                hint = "the live model needs it as a number" if name in required else \
+                    "send a number or leave the field out"
+                raise InvalidInput(f"features.{name}: null, but it was never missing in training ({hint})",
+                                   field=f"features.{name}")
+        for name in required:  # a null was judged above: what is left is a field not sent at all
             spec = self.fields.get(name)
-            if given.get(name) is None and not (spec and spec.nullable):
-                what = "missing" if name not in given else "null, but it was never missing in training"
-                raise InvalidInput(f"features.{name}: {what} (the live model needs it as a number)",
+            if name not in given and not (spec and spec.nullable):
+                raise InvalidInput(f"features.{name}: missing (the live model needs it as a number)",
                                    field=f"features.{name}")
 
     def _listed(self) -> str:
