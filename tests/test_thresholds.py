@@ -84,7 +84,7 @@ def test_per_class_thresholds_follow_each_class_and_share_the_level():
     assert true_error(easy, 0.5) <= TARGET and true_error(hard, 1.5) <= TARGET
 
 
-def test_live_evidence_counts_queued_cases_whole_and_samples_automatic_ones():
+def test_live_evidence_takes_every_queued_case_and_samples_automatic_ones():
     rows = []
     for i in range(300):  # queued: all reviewed, one in ten wrong; 20 still waiting
         rows.append({"route": "queue", "confidence": 0.7, "prediction": "a", "review_status": "done" if i >= 20 else
@@ -95,9 +95,11 @@ def test_live_evidence_counts_queued_cases_whole_and_samples_automatic_ones():
                      "review_status": "done" if i % 2 == 0 else None, "review_label": "a" if i % 2 == 0 else None,
                      "policy_version": "p1"})
     evidence, unchecked = live_evidence(rows, {"p1": 0.5})
-    assert unchecked == 0 and len(evidence.censuses) == 1 and len(evidence.samples) == 1
-    [census], [sample] = evidence.censuses, evidence.samples
-    assert sum(w is None for w in census.wrong) == 20 and len(sample.wrong) == 1000 and len(sample.population) == 2000
+    assert unchecked == 0 and len(evidence.samples) == 2
+    queued, sample = evidence.samples
+    # Every queued case is in, a pending one as an error: 20 waiting + 28 wrong of the 280 reviewed.
+    assert len(queued.wrong) == len(queued.population) == 300 and queued.wrong.sum() == 20 + 28
+    assert len(sample.wrong) == 1000 and len(sample.population) == 2000
     s = suggest(evidence, target=0.02, confidence=0.95, labels=["a"], total=len(rows))
     assert s.overall.threshold is not None and s.overall.threshold > 0.7  # the queued band is 10%+ wrong
     # Automatic decisions made with the audit rate at 0 were never checked: each counts as an error.

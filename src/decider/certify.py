@@ -11,16 +11,15 @@ however fine the grid.
 
 `live_evidence` arranges stored cases as strata (`stratum_of` says where each stands) for the threshold
 bounds; `Counts` tallies the same strata and `estimate` gives the sampling-corrected error over all of them
-(the monitoring page's model accuracy). Evidence comes in strata, each bounded exactly:
-- a *sample*: labelled cases drawn at random from a population of known size (blind audits of automatic
-  decisions, drawn at the audit rate; the model card's held-out rows, a sample of the training data). Its
-  error rate is bounded with Clopper-Pearson; the population's errors with that rate times its size.
-- a *census*: a population whose every case is labelled or counted (queued cases, all reviewed): errors are
-  counted, and a case not reviewed yet counts as an error (the worst case).
-At a threshold, the bound is (census errors + census unreviewed + sum of sample bounds x population sizes) /
-(all cases at or above it). Several samples split `delta` between them (Bonferroni), so the bound holds for
-all at once; per-class thresholds split it again between the classes, so that every class's statement, and
-therefore the overall one, holds together at the stated confidence.
+(the monitoring page's model accuracy). A threshold is a promise about the cases still to come, so every
+stratum is a *sample* of the cases the model sees while inputs do not drift, and is bounded exactly
+(Clopper-Pearson): labelled cases drawn at random from a population of known size. Blind audits are drawn at
+the audit rate from the automatic decisions; queued cases are all labelled (a person decides each; one not
+reviewed yet counts as an error, the worst case); the model card's held-out rows are a sample of the training
+data. At a threshold, the bound is the sum of each stratum's bound times its cases at or above it, over all
+those cases. Several strata split `delta` between them (Bonferroni), so the bound holds for all at once;
+per-class thresholds split it again between the classes, so that every class's statement, and therefore the
+overall one, holds together at the stated confidence.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -48,23 +48,12 @@ class Sample:
     population_predicted: np.ndarray | None = None
 
 
-@dataclass(frozen=True)
-class Census:
-    """Every case of a population, each labelled (`wrong` True/False) or not yet (`wrong` None -> counted
-    as an error)."""
-
-    confidence: np.ndarray
-    wrong: Sequence[bool | None]
-    predicted: np.ndarray | None = None
-
-
 @dataclass
 class Evidence:
     samples: list[Sample] = field(default_factory=list)
-    censuses: list[Census] = field(default_factory=list)
 
     def labelled(self) -> int:
-        return sum(len(s.wrong) for s in self.samples) + sum(w is not None for c in self.censuses for w in c.wrong)
+        return sum(len(s.wrong) for s in self.samples)
 
 
 def clopper_pearson_upper(errors: np.ndarray, n: np.ndarray, delta: float) -> np.ndarray:
@@ -119,17 +108,6 @@ def curve(evidence: Evidence, delta: float, grid: Sequence[float] = GRID, label:
         errors_best += np.where(population > 0, clopper_pearson_upper(0 * n, n, split) * population, 0.0)
         errors_est += np.where(n > 0, k / np.maximum(n, 1) * population, 0.0)
         labelled += n
-    for c in evidence.censuses:
-        keep = np.ones(len(c.confidence), bool) if label is None or c.predicted is None else c.predicted == label
-        conf = np.asarray(c.confidence)[keep]
-        flags = [w for w, k in zip(c.wrong, keep, strict=True) if k]
-        known_wrong = np.array([1.0 if w else 0.0 for w in flags])
-        unknown = np.array([1.0 if w is None else 0.0 for w in flags])
-        cases += _at_or_above(conf, g)
-        errors_hi += _at_or_above(conf, g, known_wrong + unknown) if len(conf) else 0.0
-        errors_best += _at_or_above(conf, g, unknown) if len(conf) else 0.0
-        errors_est += _at_or_above(conf, g, known_wrong) if len(conf) else 0.0
-        labelled += _at_or_above(conf, g, 1 - unknown) if len(conf) else 0.0
     with np.errstate(invalid="ignore", divide="ignore"):
         upper = np.where(cases > 0, errors_hi / cases, 1.0)
         best = np.where(cases > 0, errors_best / cases, 1.0)
@@ -148,6 +126,7 @@ class Certified:
     needed: int | None  # when uncertified: labelled cases at the strictest threshold that would certify it
 
 
+@cache
 def labels_to_certify(rate: float, target: float, delta: float) -> int | None:
     """The fewest labelled cases at an error rate `rate` whose exact bound is at most `target` (None: never)."""
     if rate >= target:
@@ -231,19 +210,24 @@ def suggest(evidence: Evidence, *, target: float, confidence: float, labels: Seq
 
 
 # The case columns `stratum_of` reads (with `prediction`), for callers that hold rows as objects.
-STRATUM_FIELDS = ("prediction", "route", "audit", "review_status", "review_label", "policy_version")
+STRATUM_FIELDS = ("prediction", "route", "audit", "review_status", "review_label", "policy_version",
+                  "audit_probability")
 
 
 def stratum_of(row: Mapping[Any, Any], audit_rates: Mapping[str, float]) -> tuple[float | None, bool | None, bool]:
-    """Where one scored case stands as evidence: (the audit rate it was routed under, None for a queued case
-    (a census member); whether the model was wrong, None while no label is in; whether it is in the audit
-    sample). An audit still waiting for its review counts as an error until a person says otherwise."""
+    """Where one scored case stands as evidence: (the chance it had of an audit when routed, None for a queued
+    case (a census member); whether the model was wrong, None while no label is in; whether it is in the audit
+    sample). The chance is the one stored with the case; a case stored before it was kept has the audit rate
+    of the policy it was routed under. An audit still waiting for its review counts as an error until a
+    person says otherwise."""
     labelled = row["review_status"] == "done" and row["review_label"] is not None
     wrong = row["review_label"] != row["prediction"] if labelled else None
     if row["route"] == "queue":
         return None, wrong, False
     drawn = bool(row["audit"])
-    return max(audit_rates.get(row["policy_version"], 0.0), 0.0), (True if drawn and wrong is None else wrong), drawn
+    stored = row.get("audit_probability")
+    rate = audit_rates.get(row["policy_version"], 0.0) if stored is None else stored
+    return max(rate, 0.0), (True if drawn and wrong is None else wrong), drawn
 
 
 def live_evidence(rows: Iterable[Mapping[str, Any]], audit_rates: Mapping[str, float]) -> tuple[Evidence, int]:
@@ -267,8 +251,10 @@ def live_evidence(rows: Iterable[Mapping[str, Any]], audit_rates: Mapping[str, f
             group["pred"].append(r["prediction"])
             group["wrong"].append(wrong)
     evidence = Evidence()
-    if queued_conf:
-        evidence.censuses.append(Census(np.array(queued_conf, dtype=float), queued_wrong, np.array(queued_pred)))
+    if queued_conf:  # all labelled, one not reviewed yet as an error
+        conf, pred = np.array(queued_conf, dtype=float), np.array(queued_pred)
+        evidence.samples.append(Sample(conf, np.array([w is None or w for w in queued_wrong], dtype=bool), conf,
+                                       pred, pred))
     for group in auto.values():
         evidence.samples.append(Sample(np.array(group["conf"], dtype=float), np.array(group["wrong"], dtype=bool),
                                        np.array(group["pop"], dtype=float), np.array(group["pred"]),

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -56,6 +56,21 @@ class AutomationSettings(Section):
     # A case whose input is unlike the model's training data (out of its range, or an unseen combination):
     # "queue" sends it to a person at every level where the model would decide it; "allow" lets it decide.
     novelty: Literal["queue", "allow"] = "queue"
+    # "autopilot": per class, the model decides alone only once live labels certify a threshold whose error
+    # is at most `target_error` with `confidence`, and falls back to assist when blind audits show the error
+    # above it (decider/autopilot.py). `threshold` and `class_thresholds` are then the loosest it may go.
+    mode: Literal["manual", "autopilot"] = "manual"
+    target_error: Annotated[float, Field(gt=0.0, le=0.5)] = 0.02
+    confidence: Annotated[float, Field(ge=0.5, lt=1.0)] = 0.95
+    autopilot_window: Annotated[int, Field(ge=5, le=10_000)] = 100  # audited decisions watched per class
+    autopilot_seconds: Annotated[float, Field(gt=0, le=86_400)] = 60.0  # how often the evidence is weighed
+
+    @model_validator(mode="after")
+    def _autopilot_needs_audits(self) -> AutomationSettings:
+        if self.mode == "autopilot" and self.audit_rate <= 0:
+            raise ValueError("mode = \"autopilot\" needs audit_rate above 0: without blind audits nothing "
+                             "could show a class's error rising")
+        return self
 
 
 class ReviewSettings(Section):

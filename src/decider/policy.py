@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
 from typing import Any, Literal
@@ -66,6 +66,13 @@ class Policy:
             rollout_percent=float(data.get("rollout_percent", 100.0)),
             novelty="allow" if data.get("novelty") == "allow" else "queue",
         )
+
+
+def with_earned(policy: Policy, earned: Mapping[str, float], labels: Sequence[str]) -> Policy:
+    """The policy autopilot puts in force: each of the model's classes at the threshold it has earned (1, never
+    alone, until it earns one) and never looser than the configured threshold for it; other labels never alone."""
+    return replace(policy, threshold=1.0,
+                   class_thresholds={c: max(policy.threshold_for(c), earned.get(c, 1.0)) for c in labels})
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ the old or the new one, never a mix, and a switch loses no request in flight.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -15,7 +16,7 @@ from sqlalchemy import Engine
 from decider.config import Settings
 from decider.contract import Contract
 from decider.errors import ModelRefused
-from decider.policy import Policy
+from decider.policy import Policy, with_earned
 from decider.registry.artifacts import LoadedModel, load
 
 
@@ -41,7 +42,15 @@ class Deployment:
         return tuple(names)
 
 
-def policy_from(settings: Settings) -> Policy:
+def policy_from(settings: Settings, earned: Mapping[str, float] | None = None, labels: Sequence[str] = ()) -> Policy:
+    """The policy in force under these settings: as configured, or under autopilot with the thresholds the
+    live model's classes have earned (`earned`, from automation/pilot.py: none yet means all at assist)."""
+    policy = configured_policy(settings)
+    return with_earned(policy, earned or {}, labels) if settings.automation.mode == "autopilot" else policy
+
+
+def configured_policy(settings: Settings) -> Policy:
+    """The `[automation]` section as written: under autopilot, its thresholds are the loosest allowed."""
     a = settings.automation
     return Policy(
         level=a.level,
@@ -90,13 +99,15 @@ class Runtime:
     policy: Policy
     deployment: Deployment
     problems: dict[str, str] = field(default_factory=dict)  # rejected edits, reported by /readyz
+    earned: Mapping[str, float] = field(default_factory=dict)  # autopilot's thresholds for the live model
 
     @classmethod
     def start(cls, settings: Settings, engine: Engine) -> Runtime:
-        return cls(settings=settings, engine=engine, policy=policy_from(settings),
-                   deployment=deployment_from(settings))
+        deployment = deployment_from(settings)
+        return cls(settings=settings, engine=engine, policy=policy_from(settings, labels=deployment.live.labels),
+                   deployment=deployment)
 
     def apply_settings(self, settings: Settings) -> None:
         """Put reloaded settings and the policy they give in force, each in one assignment."""
-        self.policy = policy_from(settings)
+        self.policy = policy_from(settings, self.earned, self.deployment.live.labels)
         self.settings = settings

@@ -42,8 +42,9 @@ def audit_rates(conn: Connection) -> dict[str, float]:
 
 
 def live_rows(conn: Connection, model_id: str, since: datetime | None) -> list[dict[str, Any]]:
-    query = select(CASE.c.confidence, CASE.c.prediction, CASE.c.route, CASE.c.audit, CASE.c.review_status,
-                   CASE.c.review_label, CASE.c.policy_version).where(
+    query = select(CASE.c.id, CASE.c.created_at, CASE.c.confidence, CASE.c.prediction, CASE.c.route, CASE.c.audit,
+                   CASE.c.audit_probability, CASE.c.review_status, CASE.c.review_label, CASE.c.reviewed_at,
+                   CASE.c.policy_version).where(
         CASE.c.model_version == model_id, CASE.c.model_role == "live", CASE.c.confidence.is_not(None),
         CASE.c.prediction.is_not(None))
     if since is not None:

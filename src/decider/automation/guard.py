@@ -26,6 +26,12 @@ def record_change(*, engine: Engine, old: Policy | None, new: Policy, source: st
         with engine.connect() as conn:
             old = history.stored_policy(history.latest(conn=conn))
     change_id = history.record(engine=engine, policy=new, source=source)
+    return replay_loosening(engine=engine, change_id=change_id, old=old, new=new)
+
+
+def replay_loosening(*, engine: Engine, change_id: int | None, old: Policy | None,
+                     new: Policy) -> dict[str, Any] | None:
+    """For a stored change (`change_id`) that loosens automation: attach and log the replay."""
     if change_id is None or old is None or old.version == new.version:
         return None
     reasons = loosenings(old, new)

@@ -28,21 +28,27 @@ def history(*, conn: Connection, limit: int = 100) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-def record(*, engine: Engine, policy: Policy, source: str) -> int | None:
-    """Store `policy` if it differs from the newest stored one; return the new row's id, or None.
+def record(*, engine: Engine, policy: Policy, source: str, evidence: dict[str, Any] | None = None) -> int | None:
+    """Store `policy` if it differs from the newest stored one; return the new row's id, or None."""
+    with engine.begin() as conn:
+        return record_in(conn, policy=policy, source=source, evidence=evidence)
+
+
+def record_in(conn: Connection, *, policy: Policy, source: str, evidence: dict[str, Any] | None = None) -> int | None:
+    """`record` in the caller's transaction (autopilot stores its moves and their policy together).
 
     The check and the insert are one statement; on PostgreSQL an advisory lock also orders two workers
     that noticed the same edit, so the second sees the first's row and inserts nothing.
     """
     newest = select(CHANGE.c.version).order_by(CHANGE.c.id.desc()).limit(1).scalar_subquery()
     values = select(
-        literal(policy.version), literal(policy.as_dict(), JSON), literal(now(), UTCDateTime()), literal(source)
+        literal(policy.version), literal(policy.as_dict(), JSON), literal(now(), UTCDateTime()), literal(source),
+        literal(evidence, JSON),
     ).where(func.coalesce(newest, "") != policy.version)
-    stmt = insert(CHANGE).from_select(["version", "content", "started_at", "source"], values)
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-        return conn.execute(stmt.returning(CHANGE.c.id)).scalar()
+    stmt = insert(CHANGE).from_select(["version", "content", "started_at", "source", "evidence"], values)
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+    return conn.execute(stmt.returning(CHANGE.c.id)).scalar()
 
 
 def attach_replay(*, engine: Engine, change_id: int, replay: dict[str, Any]) -> None:

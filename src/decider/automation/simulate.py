@@ -29,7 +29,7 @@ CASE = Case.__table__  # type: ignore[attr-defined]
 Z95 = 1.959963984540054
 COLUMNS = (CASE.c.id, CASE.c.key, CASE.c.prediction, CASE.c.confidence, CASE.c.route, CASE.c.created_at,
            CASE.c.review_label, CASE.c.outcome, CASE.c.novelty, CASE.c.audit, CASE.c.review_status,
-           CASE.c.policy_version)
+           CASE.c.policy_version, CASE.c.audit_probability)
 
 
 def wilson(errors: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -86,7 +86,7 @@ class Figures:
             return
         self.auto += 1
         if row is not None:
-            self.strata.add({k: getattr(row, k) for k in STRATUM_FIELDS})
+            self.strata.add({k: getattr(row, k, None) for k in STRATUM_FIELDS})
         if wrong is not None:
             self.labelled_auto += 1
             self.errors += wrong

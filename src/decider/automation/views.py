@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from decider.automation import evidence, history, riskchart
+from decider.automation import evidence, history, pilot, riskchart
 from decider.cases.api import ERRORS
 from decider.deps import AdminTokenDep, RuntimeDep
 from decider.monitoring.service import aware
@@ -25,10 +25,13 @@ class PolicyChangeOut(BaseModel):
     version: str = Field(description="Short hash of the content: the same policy always has the same version")
     content: dict[str, Any]
     started_at: datetime
-    source: str = Field(description="`start` (a server started with it) or `config` (a live edit)")
+    source: str = Field(description="`start` (a server started with it), `config` (a live edit) or `autopilot` "
+                        "(a class earned, widened or lost automation)")
     replay: dict[str, Any] | None = Field(
         description="When the change handed the model more decisions: the old and new policy replayed on "
         "recent cases (auto-decided share, error rate on labelled cases with its 95% interval)")
+    evidence: dict[str, Any] | None = Field(
+        default=None, description="For an autopilot move: each class moved, how, and the evidence behind it")
 
 
 class PolicyOut(BaseModel):
@@ -50,6 +53,14 @@ def policy_view(runtime: Runtime) -> dict[str, Any]:
 def read_policy(runtime: RuntimeDep, admin: AdminTokenDep) -> dict[str, Any]:
     """The automation policy this server applies now, any config edit it rejected, and the history."""
     return policy_view(runtime)
+
+
+@api_router.get("/autopilot")
+def read_autopilot(runtime: RuntimeDep, admin: AdminTokenDep) -> dict[str, Any]:
+    """Where autopilot stands (`automation.mode = "autopilot"`): per class of the live model, the threshold it
+    has earned (1: assist), the configured ceiling, the looks spent and when the next comes, how many wrong
+    audits make it fall back, and every move with its evidence, newest first."""
+    return pilot.view(runtime)
 
 
 TargetError = Annotated[float, Query(gt=0, le=0.5, description="Largest error rate to accept among automatic "
@@ -84,4 +95,5 @@ def policy_page(request: Request, runtime: RuntimeDep, user: AdminDep, target_er
                   restart_problem=runtime.problems.get("restart"),
                   reload_seconds=runtime.settings.server.reload_seconds, suggestion=suggestion,
                   risk_charts=riskchart.charts(suggestion, current=view["content"]["threshold"]),
+                  autopilot=pilot.view(runtime),
                   unknown_classes=sorted(set(runtime.policy.class_thresholds) - set(runtime.deployment.live.labels)))

@@ -49,6 +49,9 @@ class Case(SQLModel, table=True):
     decided_by: str | None = Field(default=None, max_length=100)  # "model" or a reviewer's name
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     audit: bool = False  # an automatic decision also sent to a blind review
+    # The chance it had of being audited when routed (None on cases stored before it was kept): the weight
+    # that keeps the sampling-corrected figures unbiased when audits are spent by need.
+    audit_probability: float | None = None
     review_status: str | None = Field(default=None, max_length=10)  # pending | done; None: no review
     review_label: str | None = Field(default=None, max_length=100)
     reviewed_by: str | None = Field(default=None, max_length=100)

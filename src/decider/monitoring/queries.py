@@ -15,7 +15,7 @@ from decider.db import now
 MAX_ROWS = 100_000  # a window is cut to its newest cases past this, and says so
 COLUMNS = ("id", "created_at", "model_version", "features", "prediction", "confidence", "route", "status",
            "decision", "decided_by", "audit", "review_status", "review_label", "reviewed_at", "outcome",
-           "outcome_at", "policy_version", "novelty")
+           "outcome_at", "policy_version", "novelty", "audit_probability")
 
 
 def window_rows(*, conn: Connection, since: datetime | None, until: datetime | None, last: int | None,

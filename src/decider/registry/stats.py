@@ -119,7 +119,8 @@ def _corrected(conn: Connection) -> dict[tuple[str, str], dict[str, Any]]:
     which cases got a label depended on the live route, which the strata follow either way."""
     from decider.automation.evidence import audit_rates
 
-    labels = (CASE.c.route, CASE.c.audit, CASE.c.review_status, CASE.c.review_label, CASE.c.policy_version)
+    labels = (CASE.c.route, CASE.c.audit, CASE.c.review_status, CASE.c.review_label, CASE.c.policy_version,
+              CASE.c.audit_probability)
     rates = audit_rates(conn)
     groups: dict[tuple[str, str], Counts] = {}
     own = select(CASE.c.model_version, CASE.c.model_role, CASE.c.confidence, CASE.c.prediction, *labels).where(
