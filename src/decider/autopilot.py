@@ -71,7 +71,7 @@ class Rules:
 @cache
 def fallback_errors(n: int, target: float, delta: float) -> int | None:
     for k in range(1, n + 1):
-        if float(beta.ppf(delta, k, n - k + 1)) > target:
+        if float(beta.ppf(delta, k, n - k + 1)) > target * (1 + 1e-9):  # not a rounding error past it
             return k
     return None
 

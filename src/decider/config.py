@@ -59,6 +59,9 @@ class AutomationSettings(Section):
     # "autopilot": per class, the model decides alone only once live labels certify a threshold whose error
     # is at most `target_error` with `confidence`, and falls back to assist when blind audits show the error
     # above it (decider/autopilot.py). `threshold` and `class_thresholds` are then the loosest it may go.
+    # Blind audits a day to spend by need (decider/audits.py): more where the error bound is loosest, never
+    # under audit_rate. 0: every automatic decision is audited at audit_rate.
+    audit_budget: Annotated[float, Field(ge=0, le=10_000_000)] = 0.0
     mode: Literal["manual", "autopilot"] = "manual"
     target_error: Annotated[float, Field(gt=0.0, le=0.5)] = 0.02
     confidence: Annotated[float, Field(ge=0.5, lt=1.0)] = 0.95

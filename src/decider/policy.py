@@ -83,6 +83,7 @@ class Routing:
     show_suggestion: bool  # may a reviewer see the model's output for this case
     audit: bool  # an automatic decision also sent to a blind human review
     held_as_novel: bool = False  # the model would have decided, but the input is unlike its training data
+    audit_probability: float | None = None  # for an automatic decision: its chance of a blind audit
 
 
 # From least to most automatic: moving right hands more decisions to the model.
@@ -135,8 +136,10 @@ def route(
     confidence: float | None,
     audit_draw: float = 1.0,
     novel: bool = False,
+    audit_probability: float | None = None,
 ) -> Routing:
-    """Decide the route of one case. `audit_draw` is a uniform [0, 1) draw made by the caller; `novel` says
+    """Decide the route of one case. `audit_draw` is a uniform [0, 1) draw made by the caller, compared with
+    `audit_probability` (audits spent by need, decider/audits.py) or else the policy's audit rate; `novel` says
     the input is unlike the model's training data (decider/novelty.py), which at `novelty = "queue"` sends
     to a person a case the model would otherwise decide, whatever its confidence."""
     level = effective_level(policy, case_key)
@@ -150,4 +153,5 @@ def route(
         return Routing("queue", level, threshold, show_suggestion=True, audit=False)
     if novel and policy.novelty == "queue":
         return Routing("queue", level, threshold, show_suggestion=True, audit=False, held_as_novel=True)
-    return Routing("auto", level, threshold, show_suggestion=False, audit=audit_draw < policy.audit_rate)
+    p = policy.audit_rate if audit_probability is None else audit_probability
+    return Routing("auto", level, threshold, show_suggestion=False, audit=audit_draw < p, audit_probability=p)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from decider.audits import AuditPlan
 from decider.config import Settings
 from decider.contract import Contract
 from decider.errors import ModelRefused
@@ -100,6 +101,7 @@ class Runtime:
     deployment: Deployment
     problems: dict[str, str] = field(default_factory=dict)  # rejected edits, reported by /readyz
     earned: Mapping[str, float] = field(default_factory=dict)  # autopilot's thresholds for the live model
+    audit_plan: AuditPlan | None = None  # audits spent by need (automation/auditing.py); None: at audit_rate
 
     @classmethod
     def start(cls, settings: Settings, engine: Engine) -> Runtime:

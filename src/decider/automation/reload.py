@@ -161,10 +161,13 @@ class Watcher:
 
 def start(runtime: Runtime) -> asyncio.Task[None]:
     """Start this process's watcher on the running event loop (from the app's lifespan)."""
+    from decider.automation.auditing import Auditor
     from decider.automation.pilot import Pilot
     from decider.registry import deploy
 
     pilot = Pilot(runtime)
     pilot.refresh(record=False)  # the thresholds earned so far are in the policy this process starts with
-    watcher = Watcher(runtime, runtime.settings.config_path, [deploy.refresh], [deploy.poll, pilot.tick])
+    auditor = Auditor(runtime)
+    auditor.tick()
+    watcher = Watcher(runtime, runtime.settings.config_path, [deploy.refresh], [deploy.poll, pilot.tick, auditor.tick])
     return asyncio.get_running_loop().create_task(watcher.run(), name="decider-config-watcher")

@@ -95,5 +95,6 @@ def policy_page(request: Request, runtime: RuntimeDep, user: AdminDep, target_er
                   restart_problem=runtime.problems.get("restart"),
                   reload_seconds=runtime.settings.server.reload_seconds, suggestion=suggestion,
                   risk_charts=riskchart.charts(suggestion, current=view["content"]["threshold"]),
-                  autopilot=pilot.view(runtime),
+                  autopilot=pilot.view(runtime), audit_budget=runtime.settings.automation.audit_budget,
+                  audit_plan=runtime.audit_plan,
                   unknown_classes=sorted(set(runtime.policy.class_thresholds) - set(runtime.deployment.live.labels)))

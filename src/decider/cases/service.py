@@ -71,7 +71,7 @@ def missing_required(model: LoadedModel, matrix: np.ndarray) -> list[str | None]
 def score_batch(runtime: Runtime, subs: Sequence[Submission]) -> list[dict[str, Any]]:
     """Score and route a batch of submissions into case rows. No I/O: one predict_proba per model,
     because scikit-learn's fixed cost per call (~110 us) dwarfs the cost per row."""
-    policy, deployment = runtime.policy, runtime.deployment  # one snapshot for the whole batch
+    policy, deployment, plan = runtime.policy, runtime.deployment, runtime.audit_plan  # one snapshot per batch
     keys = [sub.key or uuid.uuid4().hex for sub in subs]
     picks = [pick_model(deployment, key) for key in keys]
     scores: list[Score | None] = [None] * len(subs)
@@ -92,17 +92,18 @@ def score_batch(runtime: Runtime, subs: Sequence[Submission]) -> list[dict[str, 
                 else:  # values so extreme the model overflows: a case for a person, never an error
                     reasons.append(unscorable(model.id))
                 novel[i] = reasons
-    at = now()
+    at, contract_version = now(), deployment.contract.version  # the version is a hash: once per batch
     rows = []
     for sub, key, (model, role), score, reasons, was_scored in zip(subs, keys, picks, scores, novel, scored,
                                                                    strict=True):
         routing = route(policy, case_key=key, prediction=score.prediction if score else None,
                         confidence=score.confidence if score else None, audit_draw=random.random(),
-                        novel=bool(reasons))
+                        novel=bool(reasons), audit_probability=None if plan is None or score is None
+                        else plan.probability(score.prediction, score.confidence))
         auto = routing.route == "auto"
         rows.append({
             "key": key, "client": sub.client, "features": dict(sub.features),
-            "contract_version": deployment.contract.version, "novelty": reasons,
+            "contract_version": contract_version, "novelty": reasons,
             "model_version": model.id if was_scored else None, "model_role": role if was_scored else None,
             "probabilities": score.probabilities if score else None,
             "prediction": score.prediction if score else None,
@@ -113,7 +114,7 @@ def score_batch(runtime: Runtime, subs: Sequence[Submission]) -> list[dict[str, 
             "status": "decided" if auto else "pending",
             "decision": score.prediction if auto and score else None,
             "decided_by": "model" if auto else None, "decided_at": at if auto else None,
-            "audit": routing.audit, "audit_probability": policy.audit_rate if auto else None,
+            "audit": routing.audit, "audit_probability": routing.audit_probability,
             "review_status": "pending" if (not auto or routing.audit) else None,
             "review_label": None, "reviewed_by": None, "reviewed_at": None, "review_note": None,
             "claimed_by": None, "claim_expires_at": None, "outcome": None, "outcome_at": None,
