@@ -243,3 +243,17 @@ def test_report_has_the_charts(tmp_path, sqlite_url):
     # Still self-contained: the charts add no src or href.
     markup = re.sub(r"<(style|script)\b[^>]*>.*?</\1>", "", html, flags=re.S)
     assert not re.findall(r"\s(?:src|href)\s*=", markup)
+
+
+def test_the_report_follows_a_promote_the_config_has_not_caught_up_with(tmp_path, sqlite_url):
+    from helpers import model_versions, seed_credentials
+
+    config = write_config(tmp_path, sqlite_url, models_dir=model_versions(tmp_path))
+    seed_credentials(load_settings(config))
+    promoted = CliRunner().invoke(cli, ["models", "promote", "iris-v2", "--config", str(config)])
+    assert promoted.exit_code == 0, promoted.output
+    out = tmp_path / "report.html"
+    done = CliRunner().invoke(cli, ["report", "--config", str(config), "--since", "2020-01-01", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    section = thresholds_section(out.read_text())
+    assert "Risk–coverage chart of iris-v2" in section and "iris-v1" not in section

@@ -43,19 +43,23 @@ def render_report(fig: dict, *, database: str, suggestion: dict[str, Any] | None
 
 def write_report(*, settings: Settings, since: datetime | None, until: datetime | None, out: Path,
                  last: int | None = None) -> dict:
-    """Compute the figures for [since, until) against the live model's card and write them to `out`."""
+    """Compute the figures for [since, until) against the live model's card and write them to `out`. The live
+    model is the one the switch history says (a `decider models promote` the config has not caught up with)."""
+    from decider.registry.deploy import live_state
+
     since = aware(since) or now() - DEFAULT_SPAN
-    card = read_card(card_path(settings.models_dir / f"{settings.models.live}.skops"))
     engine = make_engine(settings.database_url)
     try:
         with engine.connect() as conn:
+            live_id = live_state(conn, settings).model_id
             total = queries.count_window(conn=conn, since=since, until=aware(until))
+        card = read_card(card_path(settings.models_dir / f"{live_id}.skops"))
         # On a terminal, a bar while the cases load (the slow part on a big window); silent otherwise.
         with tqdm(total=min(total, last or total), unit="case", desc="reading cases", disable=None) as bar:
             fig = monitoring_figures(engine=engine, card=card, since=since, until=until, last=last,
                                      progress=bar.update)
         with engine.connect() as conn:  # all the live model's cases, not the window: evidence accumulates
-            suggestion = evidence.suggestion(conn=conn, card=card, model_id=settings.models.live,
+            suggestion = evidence.suggestion(conn=conn, card=card, model_id=live_id,
                                              labels=card["classes"], target=REPORT_TARGET,
                                              confidence=REPORT_CONFIDENCE)
     finally:
