@@ -1,28 +1,40 @@
 """Ingest throughput: decider (scores and durably stores every case) against a plain Flask+waitress
-predictor (scores, stores nothing), both driven by wrk over loopback on this machine.
+predictor (scores, stores nothing), both driven by wrk over loopback on this machine; then decider's batch
+endpoint (POST /api/v1/batches), driven by a small Python client with pre-encoded bodies.
 
     python bench/ingest.py [--seconds 10] [--connections 16] [--workers 1] [--postgres URL]
+                           [--batch-size 1000] [--batch-connections 2] [--only single|batch]
 
-Needs `wrk` (apt-get install wrk) and the bench extra (pip install -e '.[bench]'). Prints figures;
-asserts nothing: speed targets live here, not in the unit tests.
+Needs `wrk` (apt-get install wrk) and the bench extra (pip install -e '.[bench]') for the single-case part;
+the batch part needs neither. Reruns on the same PostgreSQL database (each run makes its own API key and
+case keys, and counts the cases it stored). Prints figures; asserts nothing: speed targets live here, not in
+the unit tests. The load generators run on the same cores as the servers.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
+import platform
+import random
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from helpers import AMBIGUOUS, SETOSA, free_port, wait_until_up, write_config  # noqa: E402
+
+RUN = uuid.uuid4().hex[:8]  # this run's API key name and case keys, so a rerun on one database collides with nothing
 
 LUA = """
 wrk.method = "POST"
@@ -55,34 +67,120 @@ def run_wrk(url: str, path: str, key: str, seconds: int, connections: int, tmp: 
     return {"rps": rps, "p50_ms": pct("50"), "p99_ms": pct("99"), "non2xx": int(errors.group(1)) if errors else 0}
 
 
-def bench_decider(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, float], int]:
+def bench_key(settings) -> str:  # type: ignore[no-untyped-def]
+    """A migrated database and a client key of this run's own (a rerun on the same database adds another)."""
+    from sqlmodel import Session
+
+    from decider.auth.service import create_api_key
+    from decider.db import make_engine, upgrade
+
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    with Session(engine) as session:
+        key = create_api_key(session=session, name=f"bench-{RUN}")
+        session.commit()
+    engine.dispose()
+    return key
+
+
+def count_cases(settings) -> int:  # type: ignore[no-untyped-def]
     from sqlalchemy import func, select
 
     from decider.cases.tables import Case
-    from decider.config import load_settings
     from decider.db import make_engine
-    from helpers import seed_credentials
 
-    db = args.postgres or f"sqlite:///{tmp / 'bench.db'}"
-    config = write_config(tmp, db, extra="[server]\naccess_log = false")
-    settings = load_settings(config)
-    key = seed_credentials(settings)
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "decider", "serve", "--config", str(config), "--port", str(port),
-                             "--workers", str(args.workers)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}", proc)
-        time.sleep(2 if args.workers > 1 else 0)  # let every worker finish starting
-        result = run_wrk(f"http://127.0.0.1:{port}", "/api/v1/cases", key, args.seconds, args.connections, tmp)
-    finally:
-        proc.terminate()
-        proc.wait(10)
     engine = make_engine(settings.database_url)
     with engine.connect() as conn:
         stored = conn.execute(select(func.count()).select_from(Case)).scalar_one()
     engine.dispose()
-    return result, stored
+    return stored
+
+
+class Decider:
+    """`decider serve` on a free port for the length of a `with` block."""
+
+    def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
+        from decider.config import load_settings
+
+        db = args.postgres or f"sqlite:///{tmp / 'bench.db'}"
+        self.config = write_config(tmp, db, extra="[server]\naccess_log = false")
+        self.settings = load_settings(self.config)
+        self.key = bench_key(self.settings)
+        self.workers = args.workers
+        self.base = f"http://127.0.0.1:{free_port()}"
+
+    def __enter__(self) -> Decider:
+        self.proc = subprocess.Popen([sys.executable, "-m", "decider", "serve", "--config", str(self.config),
+                                      "--port", self.base.rsplit(":", 1)[1], "--workers", str(self.workers)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until_up(self.base, self.proc)
+        time.sleep(2 if self.workers > 1 else 0)  # let every worker finish starting
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def bench_decider(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, float], int]:
+    server = Decider(args, tmp)
+    before = count_cases(server.settings)
+    with server:
+        result = run_wrk(server.base, "/api/v1/cases", server.key, args.seconds, args.connections, tmp)
+    return result, count_cases(server.settings) - before
+
+
+def batch_bodies(n: int, size: int) -> list[bytes]:
+    """`n` batches of `size` iris-like cases, every case with a key of its own (all new to the database)."""
+    rnd = random.Random(7)
+    return [json.dumps({"cases": [
+        {"features": {"sepal length (cm)": round(rnd.uniform(4.3, 7.9), 1),
+                      "petal width (cm)": round(rnd.uniform(0.1, 2.5), 1)}, "key": f"bench-{RUN}-{b}-{i}"}
+        for i in range(size)]}).encode() for b in range(n)]
+
+
+def bench_batch(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
+    """Batches of new cases for `args.seconds`, from `args.batch_connections` kept-alive connections."""
+    server = Decider(args, tmp)
+    # Encoded before the clock starts, enough for ~60,000 cases/s: the client's cost is not the server's.
+    bodies = batch_bodies(max(4, 60_000 * args.seconds // args.batch_size), args.batch_size)
+    before = count_cases(server.settings)
+    latencies: list[float] = []
+    failures: list[str] = []
+    with server:
+        port = int(server.base.rsplit(":", 1)[1])
+        headers = {"Authorization": f"Bearer {server.key}", "Content-Type": "application/json"}
+        stop_at = time.perf_counter() + args.seconds
+
+        def client(mine: list[bytes]) -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            for body in mine:
+                if time.perf_counter() >= stop_at:
+                    return
+                started = time.perf_counter()
+                conn.request("POST", "/api/v1/batches", body, headers)
+                response = conn.getresponse()
+                answer = response.read()
+                if response.status != 200 or b'"status":201' not in answer:
+                    failures.append(f"{response.status} {answer[:200]!r}")
+                    return
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=client, args=(bodies[i::args.batch_connections],))
+                   for i in range(args.batch_connections)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - started
+    if failures:
+        raise SystemExit(f"batch bench: the server answered {failures[0]}")
+    stored = count_cases(server.settings) - before
+    latencies.sort()
+    return {"cases_per_s": stored / elapsed, "batches": len(latencies), "stored": stored, "seconds": elapsed,
+            "p50_ms": statistics.median(latencies) * 1000,
+            "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000}
 
 
 def bench_flask(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
@@ -103,20 +201,35 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--postgres", help="run decider on this PostgreSQL URL instead of SQLite")
     parser.add_argument("--workers", type=int, default=1, help="decider worker processes")
+    parser.add_argument("--batch-size", type=int, default=1000, help="cases per batch request")
+    parser.add_argument("--batch-connections", type=int, default=2, help="clients sending batches at once")
+    parser.add_argument("--only", choices=("single", "batch"), help="run one part only")
     args = parser.parse_args()
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk not found: apt-get install wrk")
+    engine = "postgresql" if args.postgres else "sqlite"
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+          f"Python {platform.python_version()}; decider {engine}, {args.workers} worker(s); {args.seconds} s per run; "
+          "load generators on the same cores")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        flask = bench_flask(args, tmp)
-        decider, stored = bench_decider(args, tmp)
-    engine = "postgresql" if args.postgres else "sqlite"
-    print(f"{'server':<28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}")
-    print(f"{'flask+waitress (no store)':<28}{flask['rps']:>10.0f}{flask['p50_ms']:>10.2f}{flask['p99_ms']:>10.2f}"
-          f"{flask['non2xx']:>10}")
-    print(f"{f'decider ({engine}, {args.workers}w)':<28}{decider['rps']:>10.0f}{decider['p50_ms']:>10.2f}"
-          f"{decider['p99_ms']:>10.2f}{decider['non2xx']:>10}")
-    print(f"ratio decider/flask: {decider['rps'] / flask['rps']:.2f}x (target >= 1.5x); cases stored: {stored}")
+        if args.only != "batch":
+            if not shutil.which("wrk"):
+                raise SystemExit("wrk not found: apt-get install wrk (or --only batch)")
+            flask = bench_flask(args, tmp)
+            decider, stored = bench_decider(args, tmp)
+            print(f"single cases, wrk -t2 -c{args.connections}:")
+            print(f"{'server':<28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}")
+            print(f"{'flask+waitress (no store)':<28}{flask['rps']:>10.0f}{flask['p50_ms']:>10.2f}"
+                  f"{flask['p99_ms']:>10.2f}{flask['non2xx']:>10}")
+            print(f"{f'decider ({engine}, {args.workers}w)':<28}{decider['rps']:>10.0f}{decider['p50_ms']:>10.2f}"
+                  f"{decider['p99_ms']:>10.2f}{decider['non2xx']:>10}")
+            print(f"ratio decider/flask: {decider['rps'] / flask['rps']:.2f}x (target >= 1.5x); "
+                  f"cases stored by this run: {stored}")
+        if args.only != "single":
+            b = bench_batch(args, tmp)
+            print(f"batches of {args.batch_size} new cases, {args.batch_connections} connection(s): "
+                  f"{b['cases_per_s']:,.0f} cases/s stored (target >= 50,000); {b['stored']:,} cases in "
+                  f"{b['batches']} batches in {b['seconds']:.1f} s; per batch p50 {b['p50_ms']:.0f} ms, "
+                  f"p99 {b['p99_ms']:.0f} ms")
 
 
 if __name__ == "__main__":

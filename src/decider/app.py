@@ -21,6 +21,7 @@ from decider.auth.throttle import LoginGate
 from decider.automation import reload as config_reload
 from decider.automation.views import api_router as policy_api_router
 from decider.automation.views import page_router as policy_page_router
+from decider.cases.api import batch_router
 from decider.cases.api import router as cases_router
 from decider.cases.ingest import Ingestor
 from decider.cases.schemas import contract_schema
@@ -104,12 +105,15 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.state.login_gate = LoginGate(settings.review.login_hash_concurrency)
     app.add_middleware(PageSessions, secret_key=secret, https_only=settings.server.secure_cookies)
     # Our own limit rather than FastAPI's max_body_size: its 413 is plain text that names no field.
-    app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
+    # The batch endpoint has its own limit: a full batch is many cases' worth of bytes.
+    app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes,
+                       per_path={"/api/v1/batches": settings.server.batch_max_body_bytes})
     app.add_middleware(SecurityHeaders)  # CSP and friends on every response, BodyLimit's 413s included
     app.add_middleware(MetricsMiddleware)  # outermost: times everything, labels by route template
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(cases_router)
+    app.include_router(batch_router)
     app.include_router(review_api_router)
     app.include_router(pages_router)
     app.include_router(review_router)

@@ -200,6 +200,42 @@ def report(
     typer.echo(str(out))
 
 
+@app.command()
+def submit(
+    csv: Annotated[Path, typer.Option(help="The CSV file: a header row naming the fields, one case per row")],
+    url: Annotated[str, typer.Option(help="The decider server")] = "http://127.0.0.1:8000",
+    key: Annotated[str, typer.Option(
+        envvar="DECIDER_API_KEY", show_default=False,
+        help="A client key (`decider keys create NAME`); better in $DECIDER_API_KEY, where `ps` cannot show it")] = "",
+    batch_size: Annotated[int, typer.Option(min=1, max=100_000, help="Cases per request (at most the server's "
+                                                                    "server.batch_max_cases)")] = 500,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Results CSV, one row per input row (default: FILE.results.csv beside FILE)")] = None,
+    key_column: Annotated[str | None, typer.Option(
+        help="The column holding each case's own key (default: the file's hash and the row number)")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(
+        help="A column that is not a field (an id, the label); repeat for several")] = None,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for each request")] = 60.0,
+) -> None:
+    """Send every row of a CSV file as a case through the batch API and write each row's result. Running it
+    again on the same file stores nothing twice. Exits 1 when some rows were refused (see the results)."""
+    from decider.submit import SubmitError, submit_csv
+
+    if not key:
+        raise fail("no API key: set $DECIDER_API_KEY (or pass --key)")
+    results = out or csv.with_name(csv.stem + ".results.csv")
+    try:
+        counts = submit_csv(csv, url=url, api_key=key, out=results, batch_size=batch_size, key_column=key_column,
+                            exclude=tuple(exclude or ()), timeout=timeout)
+    except (SubmitError, OSError) as exc:
+        raise fail(str(exc)) from None
+    refused = sum(counts.values()) - counts["201"] - counts["200"]
+    typer.echo(f"{sum(counts.values())} rows: {counts['201']} new cases, {counts['200']} already stored, "
+               f"{refused} refused; results in {results}", err=True)
+    if refused:
+        raise typer.Exit(1)
+
+
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOpt = None, revision: str = "head") -> None:
     """Apply migrations up to REVISION (default: the newest)."""

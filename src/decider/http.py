@@ -142,19 +142,22 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class BodyLimit:
-    """Refuse request bodies over `max_bytes` with 413, whether or not they declare a length."""
+    """Refuse request bodies over `max_bytes` with 413, whether or not they declare a length; a path in
+    `per_path` has its own limit (the batch endpoint's body holds many cases)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, per_path: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.per_path = per_path or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.per_path.get(scope["path"], self.max_bytes)
         declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await self._refuse(send)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await self._refuse(send, limit)
             return
         # Read the whole body first (it is small by definition), so an oversized stream is refused
         # before the app sees any of it; the app then reads the buffered body.
@@ -167,8 +170,8 @@ class BodyLimit:
             chunks.append(message.get("body", b""))
             seen += len(chunks[-1])
             more = message.get("more_body", False)
-            if seen > self.max_bytes:
-                await self._refuse(send)
+            if seen > limit:
+                await self._refuse(send, limit)
                 return
         replayed = False
 
@@ -181,8 +184,8 @@ class BodyLimit:
 
         await self.app(scope, buffered, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"detail": f"body: larger than the limit of {self.max_bytes} bytes",
+    async def _refuse(self, send: Send, limit: int) -> None:
+        body = json.dumps({"detail": f"body: larger than the limit of {limit} bytes",
                            "field": "body"}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"),

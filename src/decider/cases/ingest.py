@@ -46,7 +46,7 @@ class Ingestor:
                 batch.append(queue.get_nowait())
             try:
                 results: list[Result | Exception] = list(
-                    await asyncio.to_thread(self._write, [sub for sub, _ in batch]))
+                    await asyncio.to_thread(self.write, [sub for sub, _ in batch]))
             except Exception as exc:
                 # One bad submission must not fail the others: write them one by one, so only it fails.
                 results = [exc] if len(batch) == 1 else await asyncio.to_thread(self._write_each, batch)
@@ -62,14 +62,15 @@ class Ingestor:
         results: list[Result | Exception] = []
         for sub, _ in batch:
             try:
-                results += self._write([sub])
+                results += self.write([sub])
             except Exception as exc:
                 if not isinstance(exc, DeciderError):
                     log.exception("ingest of one case failed")
                 results.append(exc)
         return results
 
-    def _write(self, subs: list[Submission]) -> list[Result]:
+    def write(self, subs: list[Submission]) -> list[Result]:
+        """Score and store submissions in one transaction (this writer's step, and the batch endpoint's)."""
         rows = score_batch(self.runtime, subs)
         try:
             with self.runtime.engine.begin() as conn:

@@ -81,6 +81,31 @@ class ErrorOut(BaseModel):
     field: str | None = None
 
 
+class BatchIn(BaseModel):
+    """Many cases in one request. Each case is checked on its own: a bad one gets its own error in `results`
+    and the others are stored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cases: list[CaseIn] = Field(
+        description="The cases, each as the body of `POST /api/v1/cases`; at most `server.batch_max_cases` "
+        "(default 1,000) per request, in a body of at most `server.batch_max_body_bytes` (default 4 MiB)")
+
+
+class BatchResult(BaseModel):
+    index: int = Field(description="The case's position in `cases`, from 0")
+    status: int = Field(description="What `POST /api/v1/cases` would have answered for this case alone: 201 "
+                        "stored, 200 stored before under this key with these features, 409 the key has other "
+                        "features, 422 invalid (nothing of this case is stored)")
+    case: CaseOut | None = Field(description="The stored case, for 200 and 201")
+    error: ErrorOut | None = Field(description="Why the case was refused, for 409 and 422; `field` names it "
+                                   "in the request, e.g. `cases[3].features.x`")
+
+
+class BatchOut(BaseModel):
+    results: list[BatchResult] = Field(description="One per submitted case, in the order sent")
+
+
 def contract_schema(contract: Contract, required: Sequence[str]) -> dict[str, Any]:
     """The JSON schema of `features` under a contract, for /docs: one typed property per field, with the
     range seen in training as a hint; `required`, the fields the deployed models use."""

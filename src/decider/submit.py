@@ -1,0 +1,186 @@
+"""`decider submit --csv FILE`: stream a CSV file through `POST /api/v1/batches`, one result row per input row.
+
+A client of a running server, with the standard library only (urllib): nothing here touches the database. Each
+row gets a stable key, the file's sha256 and its row number (or the value of `--key-column`), so running the
+command again after a crash stores nothing twice: the server answers 200 with the stored case for every row it
+already has. Cells become numbers where they are numbers and null where they are empty; anything else is sent
+as it is, and the server refuses that row alone, naming the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BATCH_PATH = "/api/v1/batches"
+RESULT_COLUMNS = ("row", "key", "status", "case_id", "route", "decision", "error")
+
+
+class SubmitError(Exception):
+    """Stops the whole run (no file, no server, a refused key); the message is for people."""
+
+
+@dataclass(frozen=True)
+class Row:
+    number: int  # data rows from 1 (the header is not counted)
+    key: str
+    features: dict[str, float | str | None]
+    problem: str | None = None  # why the row is not sent at all
+
+
+def cell(text: str) -> float | str | None:
+    """A CSV cell as JSON: empty is null, a finite number a number, anything else the text (the server says
+    which field is wrong)."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return value if math.isfinite(value) else text
+
+
+def digest_and_lines(path: Path) -> tuple[str, int]:
+    """The file's sha256 (the default keys' prefix) and its number of lines (the progress bar's total)."""
+    sha, lines = hashlib.sha256(), 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            sha.update(chunk)
+            lines += chunk.count(b"\n")
+    return sha.hexdigest()[:16], lines
+
+
+def read_rows(path: Path, *, key_column: str | None, exclude: Sequence[str], prefix: str) -> Iterator[Row]:
+    """The data rows of a CSV with a header, as features and a key each."""
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if not header:
+            raise SubmitError(f"{path}: empty file (a header row naming the fields comes first)")
+        names = [name.strip() for name in header]
+        if dupes := sorted({n for n in names if names.count(n) > 1}):
+            raise SubmitError(f"{path}: the header names {', '.join(dupes)} more than once")
+        for name in [key_column, *exclude]:
+            if name is not None and name not in names:
+                raise SubmitError(f"{path}: no column {name!r} (the header has {', '.join(names)})")
+        skip = {key_column, *exclude}
+        for number, cells in enumerate(reader, start=1):
+            if not any(c.strip() for c in cells):
+                continue  # a blank line is not a case
+            key = f"{prefix}-{number}"
+            if key_column is not None:
+                own = cells[names.index(key_column)].strip() if names.index(key_column) < len(cells) else ""
+                key = own or key
+            values = dict(zip(names, cells, strict=False))
+            features = {name: cell(values.get(name, "")) for name in names if name not in skip}
+            problem = None
+            if len(cells) > len(names):
+                problem = f"row {number}: {len(cells)} cells, but the header names {len(names)} columns"
+            elif key_column is not None and not cells[names.index(key_column)].strip():
+                problem = f"row {number}: the key column {key_column!r} is empty"
+            yield Row(number, key, features, problem)
+
+
+class Client:
+    """POST a batch to the server; what stops the run (unreachable, a refused key) raises SubmitError."""
+
+    def __init__(self, url: str, api_key: str, timeout: float) -> None:
+        self.endpoint = url.rstrip("/") + BATCH_PATH
+        self.headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json",
+                        "Accept": "application/json", "User-Agent": "decider-submit"}
+        self.timeout = timeout
+
+    def post(self, cases: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+        body = json.dumps({"cases": cases}, allow_nan=False).encode()
+        request = urllib.request.Request(self.endpoint, data=body, headers=self.headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            status, answer = exc.code, _json_or_text(exc.read())
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise SubmitError(f"cannot reach {self.endpoint}: {reason}") from None
+        detail = answer.get("detail", "")
+        if status in (401, 403):
+            raise SubmitError(f"the server refused the API key ({status}): {detail} "
+                              "(pass it with --key or $DECIDER_API_KEY; `decider keys create NAME` makes one)")
+        return status, answer
+
+
+def _json_or_text(raw: bytes) -> dict[str, Any]:
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        return {"detail": raw.decode(errors="replace")[:300]}
+    return answer if isinstance(answer, dict) else {"detail": str(answer)[:300]}
+
+
+def send(client: Client, rows: list[Row]) -> list[dict[str, Any]]:
+    """One result row per input row. A batch the server finds too big (413) is sent again in halves."""
+    status, answer = client.post([{"features": r.features, "key": r.key} for r in rows])
+    if status == 413 and len(rows) > 1:
+        half = len(rows) // 2
+        return send(client, rows[:half]) + send(client, rows[half:])
+    if status == 413:
+        return [result(rows[0], 413, None, answer.get("detail", "too large"))]
+    if status != 200:
+        raise SubmitError(f"{client.endpoint} answered {status}: {answer.get('detail', answer)}")
+    results = answer.get("results", [])
+    if len(results) != len(rows):
+        raise SubmitError(f"{client.endpoint} answered {len(results)} results for {len(rows)} cases")
+    return [result(row, int(r["status"]), r.get("case"), (r.get("error") or {}).get("detail"))
+            for row, r in zip(rows, results, strict=True)]
+
+
+def result(row: Row, status: int | str, case: dict[str, Any] | None, error: str | None) -> dict[str, Any]:
+    case = case or {}
+    return {"row": row.number, "key": row.key, "status": status, "case_id": case.get("id", ""),
+            "route": case.get("route", ""), "decision": case.get("decision") or "", "error": error or ""}
+
+
+def submit_csv(path: Path, *, url: str, api_key: str, out: Path, batch_size: int, key_column: str | None = None,
+               exclude: Sequence[str] = (), timeout: float = 60.0, progress: bool | None = None) -> Counter[str]:
+    """Send every row of `path`, writing results to `out` as they come; counts by status."""
+    from tqdm import tqdm
+
+    if not path.is_file():
+        raise SubmitError(f"{path}: no such file")
+    prefix, lines = digest_and_lines(path)
+    client = Client(url, api_key, timeout)
+    counts: Counter[str] = Counter()
+    with out.open("w", newline="") as fh, tqdm(total=max(lines - 1, 0), unit="case", desc="submitting",
+                                               disable=None if progress is None else not progress) as bar:
+        writer = csv.DictWriter(fh, RESULT_COLUMNS)
+        writer.writeheader()
+        for batch in batches(read_rows(path, key_column=key_column, exclude=exclude, prefix=f"csv-{prefix}"),
+                             batch_size):
+            sendable = [r for r in batch if r.problem is None]
+            answered = iter(send(client, sendable) if sendable else [])
+            done = [result(r, "not sent", None, r.problem) if r.problem else next(answered) for r in batch]
+            writer.writerows(done)
+            fh.flush()  # what is written is done, whatever happens next
+            counts.update(str(r["status"]) for r in done)
+            bar.update(len(batch))
+    return counts
+
+
+def batches(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
+    batch: list[Row] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

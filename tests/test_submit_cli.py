@@ -1,0 +1,120 @@
+"""`decider submit --csv FILE` against a real server: a results row per input row, and reruns store nothing twice."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.datasets import load_iris, make_classification
+from sqlalchemy import func, select
+
+from decider.cases.tables import Case
+from decider.config import load_settings
+from decider.db import make_engine
+from helpers import free_port, seed_credentials, server, write_config
+
+
+def run_submit(*args: str, key: str | None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "DECIDER_API_KEY"} | ({"DECIDER_API_KEY": key} if key else {})
+    return subprocess.run([sys.executable, "-m", "decider", "submit", *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def cases_in(config: Path) -> int:
+    engine = make_engine(load_settings(config).database_url)
+    with engine.connect() as conn:
+        n = conn.execute(select(func.count()).select_from(Case)).scalar_one()
+    engine.dispose()
+    return n
+
+
+def read(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_submit_iris_file_then_rerun_creates_nothing(tmp_path, sqlite_url):
+    iris = load_iris()
+    data = tmp_path / "flowers.csv"
+    with data.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(iris.feature_names)
+        writer.writerows(iris.data[:40].tolist())
+        writer.writerow([5.0, 3.4, 1.5, ""])  # a field the model needs, empty: null, refused for this row
+        writer.writerow([5.0, 3.4, 1.5, "wide"])  # not a number: refused for this row
+        writer.writerow([5.0, 3.4, 1.5, 0.2, 9])  # more cells than the header: not sent
+    config = write_config(tmp_path, sqlite_url)
+    key = seed_credentials(load_settings(config))
+    out = tmp_path / "results.csv"
+    with server(config) as base:
+        first = run_submit("--csv", str(data), "--url", base, "--batch-size", "7", "--out", str(out), key=key)
+        assert first.returncode == 1, first.stderr  # some rows refused
+        assert "40 new cases, 0 already stored, 3 refused" in first.stderr
+        rows = read(out)
+        assert [r["row"] for r in rows] == [str(i) for i in range(1, 44)]
+        assert {r["status"] for r in rows[:40]} == {"201"} and all(r["case_id"] and r["route"] for r in rows[:40])
+        assert any(r["decision"] == "setosa" for r in rows[:40])
+        width = "petal width (cm)"
+        assert rows[40]["status"] == "422" and rows[40]["error"].startswith(f"cases[5].features.{width}: null")
+        assert rows[41]["status"] == "422" and f"features.{width}" in rows[41]["error"]
+        assert rows[42]["status"] == "not sent" and "5 cells" in rows[42]["error"]
+        assert cases_in(config) == 40
+        ids = [r["case_id"] for r in rows]
+
+        again = run_submit("--csv", str(data), "--url", base, "--out", str(out), key=key)
+        assert "0 new cases, 40 already stored, 3 refused" in again.stderr
+        assert [r["case_id"] for r in read(out)] == ids and {r["status"] for r in read(out)[:40]} == {"200"}
+        assert cases_in(config) == 40
+
+        refused = run_submit("--csv", str(data), "--url", base, key="dk_wrong")
+        assert refused.returncode == 2 and "refused the API key (401)" in refused.stderr
+        assert "no API key" in run_submit("--csv", str(data), "--url", base, key=None).stderr
+    missing = run_submit("--csv", str(tmp_path / "nope.csv"), "--url", base, key=key)
+    assert missing.returncode == 2 and "nope.csv: no such file" in missing.stderr
+    down = run_submit("--csv", str(data), "--url", f"http://127.0.0.1:{free_port()}", key=key)
+    assert down.returncode == 2 and "cannot reach" in down.stderr
+
+
+def test_submit_own_dataset_with_key_column_and_nulls(tmp_path, sqlite_url):
+    X, y = make_classification(800, 5, n_informative=3, n_redundant=0, random_state=3)
+    names = [f"x{i}" for i in range(5)]
+    train_csv = tmp_path / "loans.csv"
+    with train_csv.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([*names, "label"])
+        for i, (row, label) in enumerate(zip(X, y, strict=True)):
+            cells = [f"{v:.6f}" for v in row]
+            if i % 10 == 0:
+                cells[2] = ""  # x2 is sometimes missing in training: the contract lets clients send null for it
+            writer.writerow([*cells, f"class_{label}"])
+    config = write_config(tmp_path, sqlite_url, models_dir=tmp_path / "models", live="loans-v1")
+    trained = subprocess.run([sys.executable, "-m", "decider", "train", "--config", str(config), "--csv",
+                              str(train_csv), "--target", "label", "--estimator", "logistic"],
+                             capture_output=True, text=True, timeout=300)
+    assert trained.returncode == 0, trained.stderr
+    new = tmp_path / "incoming.csv"
+    rng = np.random.default_rng(0)
+    with new.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["loan_id", *names, "label"])
+        for i, row in enumerate(rng.normal(size=(120, 5))):
+            cells = [f"{v:.4f}" for v in row]
+            if i % 4 == 0:
+                cells[2] = ""
+            writer.writerow([f"loan-{1000 + i}", *cells, "?"])
+    key = seed_credentials(load_settings(config))
+    with server(config) as base:
+        args = ("--csv", str(new), "--url", base, "--key-column", "loan_id", "--exclude", "label")
+        first = run_submit(*args, key=key)
+        assert first.returncode == 0, first.stderr
+        rows = read(new.with_name("incoming.results.csv"))
+        assert len(rows) == 120 and {r["status"] for r in rows} == {"201"}
+        assert [r["key"] for r in rows] == [f"loan-{1000 + i}" for i in range(120)]
+        assert {r["route"] for r in rows} <= {"auto", "queue"}
+        assert run_submit(*args, key=key).returncode == 0
+        assert {r["status"] for r in read(new.with_name("incoming.results.csv"))} == {"200"}
+        assert cases_in(config) == 120
