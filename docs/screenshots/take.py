@@ -1,4 +1,5 @@
-"""Take docs/screenshots/case.png: the case page at 1366x900 in headless Chromium, on a throwaway database.
+"""Take docs/screenshots/case.png (the case page at 1366x900) and risk-coverage.png (the training-time chart on
+/admin/policy, for a model trained on make_classification) in headless Chromium, on throwaway databases.
 
     python docs/screenshots/take.py
 """
@@ -18,6 +19,7 @@ sys.path.insert(0, str(HERE.parents[1] / "tests"))
 from conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from decider.config import load_settings  # noqa: E402
 from helpers import PASSWORD, seed_credentials, server, write_config  # noqa: E402
+from test_thresholds import write_csv  # noqa: E402
 
 FLOWERS = [{"sepal length (cm)": 6.0, "petal width (cm)": 1.6}, {"sepal length (cm)": 8.2, "petal width (cm)": 1.7},
            {"sepal length (cm)": 6.3, "petal width (cm)": 1.5}]
@@ -48,5 +50,34 @@ def main() -> None:
     print(HERE / "case.png")
 
 
+def risk_chart() -> None:
+    from sklearn.datasets import make_classification
+
+    from decider.registry.training import csv_dataset, train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        X, y = make_classification(6000, 8, n_informative=5, n_redundant=0, class_sep=1.0, random_state=5)
+        write_csv(Path(tmp) / "data.csv", X, y)
+        models = Path(tmp) / "models"
+        models.mkdir()
+        train(csv_dataset(Path(tmp) / "data.csv", "label"), name="synthetic", version=1, out_dir=models,
+              estimator="logistic")
+        config = write_config(Path(tmp), f"sqlite:///{tmp}/d.db", models_dir=models, live="synthetic-v1")
+        seed_credentials(load_settings(config))
+        with server(config) as base, sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1366, "height": 900})
+            page.goto(base + "/login?next=/admin/policy")
+            page.fill("#name", "root")
+            page.fill("#password", PASSWORD)
+            page.keyboard.press("Enter")
+            page.wait_for_url(base + "/admin/policy")
+            page.goto(base + "/admin/policy?target_error=0.05&confidence=0.95")
+            page.locator("#riskchart-training").screenshot(path=str(HERE / "risk-coverage.png"))
+            browser.close()
+    print(HERE / "risk-coverage.png")
+
+
 if __name__ == "__main__":
     main()
+    risk_chart()
