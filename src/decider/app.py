@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -42,6 +43,8 @@ from decider.review.views import router as review_router
 from decider.runtime import Runtime
 from decider.web.headers import SecurityHeaders
 from decider.web.pages import router as pages_router
+from decider.webhooks.api import router as webhooks_router
+from decider.webhooks.courier import Courier
 
 log = logging.getLogger("decider")
 STATIC_DIR = __file__.rsplit("/", 1)[0] + "/static"
@@ -82,9 +85,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         # Model switches and shadow models; shadows score what ingest has committed.
         deployments = deploy.Background(runtime, getattr(app.state, "ingestor", None)).start()
         watcher = config_reload.start(runtime)  # each worker process follows config.toml edits
+        courier = asyncio.get_running_loop().create_task(
+            Courier(runtime.engine, lambda: runtime.settings.webhooks).run(), name="decider-webhooks")
         yield
         deployments.stop()
         watcher.cancel()
+        courier.cancel()
         await app.state.ingestor.close()
         runtime.engine.dispose()
 
@@ -114,6 +120,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(cases_router)
     app.include_router(batch_router)
+    app.include_router(webhooks_router)
     app.include_router(review_api_router)
     app.include_router(pages_router)
     app.include_router(review_router)

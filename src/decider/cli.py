@@ -17,6 +17,7 @@ from decider.cli_support import ConfigOpt, fail, settings_or_exit
 from decider.config import Settings
 from decider.errors import DeciderError
 from decider.registry.cli import app as models_app
+from decider.webhooks.cli import app as webhooks_app
 
 app = typer.Typer(help="Put a trained scikit-learn model to work on real decisions, safely.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -29,6 +30,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
 app.add_typer(models_app, name="models")
 app.add_typer(thresholds_app, name="thresholds")
+app.add_typer(webhooks_app, name="webhooks")
 T = TypeVar("T")
 
 def session_for(settings: Settings) -> Session:

@@ -91,6 +91,21 @@ class ReviewSettings(Section):
     login_refusal_delay_seconds: Annotated[float, Field(ge=0, le=10)] = 1.0
 
 
+class WebhookSettings(Section):
+    # Deliveries (decider/webhooks): each process polls the outbox every poll_seconds; a failed delivery is
+    # retried after retry_base_seconds, doubling (with jitter) up to retry_max_seconds, for retry_hours, then
+    # marked failed. A claimed delivery is held for lease_seconds (a process killed mid-send frees it then).
+    poll_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
+    timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+    retry_base_seconds: Annotated[float, Field(gt=0, le=3600)] = 2.0
+    retry_max_seconds: Annotated[float, Field(gt=0, le=86_400)] = 600.0
+    retry_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 24.0
+    lease_seconds: Annotated[float, Field(ge=1, le=3600)] = 30.0
+    # Destinations on private, loopback or link-local addresses are refused unless this is true (a test rig,
+    # a receiver on the same host): otherwise a client's endpoint could make decider call internal services.
+    allow_private: bool = False
+
+
 class ServerSettings(Section):
     max_body_bytes: Annotated[int, Field(ge=256, le=10_000_000)] = 65_536
     # POST /api/v1/batches: at most this many cases per request, in a body of at most batch_max_body_bytes
@@ -126,6 +141,7 @@ class Settings(BaseSettings):
     models: ModelSettings = ModelSettings()
     automation: AutomationSettings = AutomationSettings()
     review: ReviewSettings = ReviewSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     server: ServerSettings = ServerSettings()
 
     # Where the file was read from: relative paths in it are relative to its folder.

@@ -59,6 +59,7 @@ def import_tables() -> type[SQLModel]:
     from decider.automation import tables as _automation  # noqa: F401
     from decider.cases import tables as _cases  # noqa: F401
     from decider.registry import tables as _registry  # noqa: F401
+    from decider.webhooks import tables as _webhooks  # noqa: F401
 
     return SQLModel
 

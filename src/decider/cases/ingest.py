@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from decider.cases.service import Submission, score_batch, store_batch
 from decider.errors import DeciderError
 from decider.runtime import Runtime
+from decider.webhooks.outbox import decided_by_model
 
 log = logging.getLogger("decider.ingest")
 Result = tuple[dict[str, Any], bool]
@@ -75,11 +76,13 @@ class Ingestor:
         try:
             with self.runtime.engine.begin() as conn:
                 results = store_batch(conn, rows)
+                decided_by_model(conn, results)
         except IntegrityError:
             # Another process stored one of these keys between our check and insert: redo the batch,
             # now that the check will find it.
             with self.runtime.engine.begin() as conn:
                 results = store_batch(conn, rows)
+                decided_by_model(conn, results)
         for hook in self.after_commit:
             try:
                 hook([row for row, created in results if created])

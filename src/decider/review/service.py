@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Select, and_, false, func, insert, not_, or_,
 from decider.cases.service import CASE, EVENT, MODEL_FIELDS, first_events, get_case
 from decider.db import now
 from decider.errors import Conflict, InvalidInput
+from decider.webhooks.outbox import enqueue
 
 Sort = Literal["age", "confidence"]
 
@@ -148,7 +149,10 @@ def resolve(*, conn: Connection, case_id: int, reviewer: str, label: str, labels
         raise Conflict(_why_not_yours(get_case(conn=conn, case_id=case_id), reviewer, at))
     kind = "decided" if case["status"] == "pending" else "audited"
     _event(conn, case_id, kind, reviewer, {"label": label, "note": note or None})
-    return get_case(conn=conn, case_id=case_id)
+    resolved = get_case(conn=conn, case_id=case_id)
+    if kind == "decided":  # the client hears of it in the same transaction (webhooks/outbox.py)
+        enqueue(conn, "case.decided", [resolved])
+    return resolved
 
 
 def _why_not_free(case: dict[str, Any]) -> str:

@@ -1,0 +1,72 @@
+"""Writing events: `enqueue` adds one delivery per subscribed endpoint in the caller's transaction, so the event
+exists exactly when the change it reports is committed (a crash can delay it, never lose it)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+
+from decider.cases.service import public
+from decider.db import now
+from decider.webhooks.tables import WebhookDelivery, WebhookEndpoint
+
+ENDPOINT = WebhookEndpoint.__table__  # type: ignore[attr-defined]
+DELIVERY = WebhookDelivery.__table__  # type: ignore[attr-defined]
+EVENT_TYPES = ("case.decided", "case.corrected", "case.overdue")
+# What an event says of its case: what the client may see of it (service.public), without the features.
+DATA_FIELDS = ("id", "key", "status", "decision", "decided_by", "decided_at", "route", "level", "prediction",
+               "confidence", "model_version", "created_at")
+
+
+def _json(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def event_data(case: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    shown = public(case)
+    return {name: _json(shown.get(name)) for name in DATA_FIELDS} | dict(extra or {})
+
+
+def subscribed(events: Sequence[str], event_type: str) -> bool:
+    return "*" in events or event_type in events
+
+
+def enqueue(conn: Connection, event_type: str, cases: Sequence[Mapping[str, Any]],
+            extra: Mapping[str, Any] | None = None) -> int:
+    """One event per case, to every enabled endpoint of the case's client that takes `event_type`; the number
+    of deliveries written. One query for the endpoints, one insert for the deliveries."""
+    clients = {c["client"] for c in cases}
+    if not clients:
+        return 0
+    endpoints: dict[str, list[int]] = {}
+    for ep in conn.execute(select(ENDPOINT.c.id, ENDPOINT.c.client, ENDPOINT.c.events).where(
+            ENDPOINT.c.enabled.is_(True), ENDPOINT.c.client.in_(clients))):
+        if subscribed(ep.events, event_type):
+            endpoints.setdefault(ep.client, []).append(ep.id)
+    if not endpoints:
+        return 0
+    at = now()
+    rows = []
+    for case in cases:
+        targets = endpoints.get(case["client"])
+        if not targets:
+            continue
+        msg_id = "msg_" + uuid.uuid4().hex
+        body = json.dumps({"type": event_type, "timestamp": at.isoformat(), "data": event_data(case, extra)},
+                          separators=(",", ":"))
+        rows += [{"msg_id": msg_id, "endpoint_id": endpoint_id, "case_id": case["id"], "event_type": event_type,
+                  "body": body, "status": "pending", "attempts": 0, "next_attempt_at": at, "created_at": at}
+                 for endpoint_id in targets]
+    if rows:
+        conn.execute(insert(DELIVERY), rows)
+    return len(rows)
+
+
+def decided_by_model(conn: Connection, results: Sequence[tuple[Mapping[str, Any], bool]]) -> int:
+    """`case.decided` for the cases just stored that the model decided (ingest's transaction)."""
+    return enqueue(conn, "case.decided", [row for row, created in results if created and row["route"] == "auto"])
