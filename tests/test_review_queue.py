@@ -128,12 +128,20 @@ def test_an_expired_lease_returns_the_case_to_the_queue(engine):
             service.resolve(conn=conn, case_id=case_id, reviewer="bob", label="setosa", labels=LABELS)
 
 
-def test_skip_does_not_hand_the_same_case_straight_back(engine):
-    ids = add(engine, [queued(0), queued(1)])
+def test_a_skip_means_later_for_the_skipper_and_nothing_for_others(engine):
+    ids = add(engine, [queued(0), queued(1), queued(2)])
     with engine.begin() as conn:
-        assert service.claim_next(conn=conn, reviewer="alice", lease_seconds=60)["id"] == ids[0]
+        def next_for(name: str) -> int:
+            return service.claim_next(conn=conn, reviewer=name, lease_seconds=60)["id"]
+
+        assert next_for("alice") == ids[0]
         service.release(conn=conn, case_id=ids[0], reviewer="alice")
-        assert service.claim_next(conn=conn, reviewer="alice", lease_seconds=60, skip=ids[0])["id"] == ids[1]
+        assert next_for("alice") == ids[1]  # not the skipped one straight back
+        service.release(conn=conn, case_id=ids[1], reviewer="alice")
+        assert next_for("alice") == ids[2]  # behind every other waiting case, not just the next
+        service.resolve(conn=conn, case_id=ids[2], reviewer="alice", label="setosa", labels=LABELS)
+        assert next_for("alice") == ids[0]  # only skipped ones left: in queue order among themselves
+        assert next_for("bob") == ids[1]  # for another reviewer a skip changes nothing (ids[0] is alice's now)
 
 
 def test_renewing_a_claim_writes_no_new_history(engine):

@@ -65,12 +65,12 @@ def _in_queue_order(sort: Sort, where: list[Any]) -> Iterator[Select]:
         yield select(CASE.c.id).where(*where).order_by(CASE.c.id)
 
 
-def claim_next(*, conn: Connection, reviewer: str, lease_seconds: int, sort: Sort = "age",
-               skip: int | None = None) -> dict[str, Any] | None:
+def claim_next(*, conn: Connection, reviewer: str, lease_seconds: int, sort: Sort = "age") -> dict[str, Any] | None:
     """Claim the next case in queue order for `reviewer`; None when nothing is waiting.
 
-    A reviewer who already holds a live claim gets that case back rather than a second one; `skip` is a
-    case just released, so Skip does not hand the same case straight back.
+    A reviewer who already holds a live claim gets that case back rather than a second one. Cases this
+    reviewer skipped (released) come after every other waiting case, in queue order among themselves: a skip
+    means later, not straight back. Others see them in their usual place.
     """
     at = now()
     # No ORDER BY or min() in SQL: either lets SQLite walk the whole queue in id order (ix_case_queue_age)
@@ -79,16 +79,20 @@ def claim_next(*, conn: Connection, reviewer: str, lease_seconds: int, sort: Sor
         PENDING, CASE.c.claim_expires_at >= at, CASE.c.claimed_by == reviewer)).scalars(), default=None)
     if held is not None:
         return get_case(conn=conn, case_id=held)
-    where = [_claimable(at)] + ([CASE.c.id != skip] if skip is not None else [])
-    for query in _in_queue_order(sort, where):
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        for _ in range(20):  # another reviewer may take the case between the select and the update
-            case_id = conn.execute(query.limit(1)).scalar()
-            if case_id is None:
-                break
-            if _take(conn, case_id, reviewer, lease_seconds, at):
-                return get_case(conn=conn, case_id=case_id)
+    later = list(conn.execute(select(EVENT.c.case_id).join(CASE, CASE.c.id == EVENT.c.case_id).where(
+        PENDING, EVENT.c.kind == "released", EVENT.c.actor == reviewer).distinct()).scalars())
+    passes = [[_claimable(at), CASE.c.id.not_in(later)], [_claimable(at), CASE.c.id.in_(later)]] if later \
+        else [[_claimable(at)]]
+    for where in passes:
+        for query in _in_queue_order(sort, where):
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            for _ in range(20):  # another reviewer may take the case between the select and the update
+                case_id = conn.execute(query.limit(1)).scalar()
+                if case_id is None:
+                    break
+                if _take(conn, case_id, reviewer, lease_seconds, at):
+                    return get_case(conn=conn, case_id=case_id)
     return None
 
 
@@ -120,7 +124,8 @@ def _take(conn: Connection, case_id: int, reviewer: str, lease_seconds: int, at:
 
 
 def release(*, conn: Connection, case_id: int, reviewer: str) -> None:
-    """Give a claimed case back to the queue (Skip)."""
+    """Give a claimed case back to the queue (Skip): it waits for others in its place, and for this reviewer
+    behind every other waiting case (claim_next)."""
     result = conn.execute(update(CASE).where(
         CASE.c.id == case_id, PENDING, CASE.c.claimed_by == reviewer
     ).values(claimed_by=None, claim_expires_at=None))

@@ -105,17 +105,17 @@ def skip(request: Request, runtime: RuntimeDep, user: UserDep, case_id: CaseId, 
     except Conflict as exc:
         flash(request, exc.message, "error")
         return RedirectResponse("/review", 303)
-    flash(request, f"Case #{case_id} skipped: it is back in the queue.")
-    return _on_to_next(request, runtime, user, skip=case_id)
+    flash(request, f"Case #{case_id} skipped: you get it again after the other waiting cases.")
+    return _on_to_next(request, runtime, user)
 
 
-def _on_to_next(request: Request, runtime: RuntimeDep, user: Person, skip: int | None = None,
+def _on_to_next(request: Request, runtime: RuntimeDep, user: Person,
                 empty: str = "That was the last case: nothing else is waiting.") -> Response:
     """Straight on to the next case, in the order the reviewer last chose on the queue page."""
     sort = request.session.get("sort", "age")
     with runtime.engine.begin() as conn:
         case = service.claim_next(conn=conn, reviewer=user.name, sort=sort if sort == "confidence" else "age",
-                                  lease_seconds=runtime.settings.review.lease_seconds, skip=skip)
+                                  lease_seconds=runtime.settings.review.lease_seconds)
     if case is None:
         done = (request.session.get("flash") or {}).get("message")
         flash(request, f"{done} {empty}" if done else empty)
