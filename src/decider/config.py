@@ -78,6 +78,16 @@ class AutomationSettings(Section):
 
 class ReviewSettings(Section):
     lease_seconds: Annotated[int, Field(ge=10, le=86_400)] = 300
+    # A person's decision on the case page can be undone (U) for this long; its webhook waits as long.
+    undo_seconds: Annotated[int, Field(ge=0, le=300)] = 10
+    # Deadlines (review/deadlines.py): a queued case is due this many minutes after it arrives (0: never),
+    # per predicted class where named. Past due, `fallback` acts: "escalate" marks it overdue (case.overdue)
+    # and keeps it first in the queue; "model" decides it with the model's prediction; "label" decides it
+    # with `fallback_label`. Either decision is recorded as a fallback, never as a confident one.
+    due_minutes: Annotated[float, Field(ge=0, le=525_600)] = 0.0
+    due_minutes_by_class: dict[str, Annotated[float, Field(gt=0, le=525_600)]] = {}
+    fallback: Literal["escalate", "model", "label"] = "escalate"
+    fallback_label: str = ""
     # Login throttling (auth/throttle.py): failures allowed per name from one address, and per address for
     # any names, before each further failure doubles the wait, from lockout_seconds up to lockout_max_seconds.
     max_failed_logins: Annotated[int, Field(ge=1, le=100)] = 5

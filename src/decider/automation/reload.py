@@ -164,10 +164,15 @@ def start(runtime: Runtime) -> asyncio.Task[None]:
     from decider.automation.auditing import Auditor
     from decider.automation.pilot import Pilot
     from decider.registry import deploy
+    from decider.review import deadlines
 
     pilot = Pilot(runtime)
     pilot.refresh(record=False)  # the thresholds earned so far are in the policy this process starts with
     auditor = Auditor(runtime)
     auditor.tick()
-    watcher = Watcher(runtime, runtime.settings.config_path, [deploy.refresh], [deploy.poll, pilot.tick, auditor.tick])
+    def sweep(rt: Runtime) -> None:
+        deadlines.sweep(rt.engine, rt.settings.review)
+
+    watcher = Watcher(runtime, runtime.settings.config_path, [deploy.refresh],
+                      [deploy.poll, pilot.tick, auditor.tick, sweep])
     return asyncio.get_running_loop().create_task(watcher.run(), name="decider-config-watcher")

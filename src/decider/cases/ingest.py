@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from decider.cases.service import Submission, score_batch, store_batch
 from decider.errors import DeciderError
+from decider.review import deadlines
 from decider.runtime import Runtime
 from decider.webhooks.outbox import decided_by_model
 
@@ -73,6 +74,7 @@ class Ingestor:
     def write(self, subs: list[Submission]) -> list[Result]:
         """Score and store submissions in one transaction (this writer's step, and the batch endpoint's)."""
         rows = score_batch(self.runtime, subs)
+        deadlines.stamp(rows, self.runtime.settings.review)
         try:
             with self.runtime.engine.begin() as conn:
                 results = store_batch(conn, rows)

@@ -23,6 +23,7 @@ class Case(SQLModel, table=True):
         Index("ix_case_queue_claims", "review_status", "claim_expires_at"),
         Index("ix_case_status_id", "status", "id"),
         Index("ix_case_created_at", "created_at"),
+        Index("ix_case_queue_due", "review_status", "due_at"),
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
@@ -59,6 +60,9 @@ class Case(SQLModel, table=True):
     review_note: str | None = Field(default=None, max_length=2000)
     claimed_by: str | None = Field(default=None, max_length=100)
     claim_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # A queued case's deadline (review/deadlines.py), and when it passed it unresolved.
+    due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    overdue_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     outcome: str | None = Field(default=None, max_length=100)
     outcome_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=now, sa_type=UTCDateTime)

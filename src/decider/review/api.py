@@ -95,6 +95,24 @@ def release(case_id: CaseId, runtime: RuntimeDep, person: ReviewerDep, body: Bod
     return Response(status_code=204)
 
 
+class CorrectIn(Body):
+    label: Annotated[Text, Field(min_length=1, max_length=100)]
+    note: Annotated[Text, Field(min_length=1, max_length=2000, description="Why: kept in the case's history")]
+
+
+@router.post("/cases/{case_id}/correct", response_model=ReviewCaseOut,
+             responses={403: {"model": ErrorOut, "description": "A reviewer correcting someone else's decision"},
+                        409: {"model": ErrorOut, "description": "Not decided yet, or already this label"}})
+def correct(case_id: CaseId, body: CorrectIn, runtime: RuntimeDep, person: ReviewerDep) -> dict:
+    """Correct a decided case, the model's decision or a person's (an admin: any; a reviewer: their own). The
+    earlier decision stays in the history, the client gets `case.corrected`, and the quality figures use the
+    corrected label."""
+    with runtime.engine.begin() as conn:
+        case = service.correct(conn=conn, case_id=case_id, person=person.name, admin=person.role == "admin",
+                               label=body.label, labels=runtime.deployment.live.labels, note=body.note)
+    return _reviewer_view(case)
+
+
 @router.post("/cases/{case_id}/resolve", response_model=ReviewCaseOut)
 def resolve(case_id: CaseId, body: ResolveIn, runtime: RuntimeDep, person: ReviewerDep) -> dict:
     """Decide a case you hold (or label an audited one). 409 if it is not yours or already resolved."""

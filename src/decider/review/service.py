@@ -13,8 +13,8 @@ from sqlalchemy import Connection, Select, and_, false, func, insert, not_, or_,
 
 from decider.cases.service import CASE, EVENT, MODEL_FIELDS, first_events, get_case
 from decider.db import now
-from decider.errors import Conflict, InvalidInput
-from decider.webhooks.outbox import enqueue
+from decider.errors import Conflict, Forbidden, InvalidInput
+from decider.webhooks.outbox import cancel_unsent, enqueue
 
 Sort = Literal["age", "confidence"]
 
@@ -57,12 +57,16 @@ def _event(conn: Connection, case_id: int, kind: str, actor: str, detail: dict |
 
 
 def _in_queue_order(sort: Sort, where: list[Any]) -> Iterator[Select]:
-    """Queries that together list the pending cases in queue order, each served by one index."""
+    """Queries that together list the pending cases in queue order, each served by one index: overdue cases
+    first (most overdue first), then by confidence or by deadline, then by age."""
+    yield select(CASE.c.id).where(*where, CASE.c.overdue_at.is_not(None)).order_by(CASE.c.due_at, CASE.c.id)
+    where = [*where, CASE.c.overdue_at.is_(None)]
     if sort == "confidence":
         yield select(CASE.c.id).where(*where, RANKED).order_by(CASE.c.confidence, CASE.c.id)
         yield select(CASE.c.id).where(*where, not_(RANKED)).order_by(CASE.c.id)
     else:
-        yield select(CASE.c.id).where(*where).order_by(CASE.c.id)
+        yield select(CASE.c.id).where(*where, CASE.c.due_at.is_not(None)).order_by(CASE.c.due_at, CASE.c.id)
+        yield select(CASE.c.id).where(*where, CASE.c.due_at.is_(None)).order_by(CASE.c.id)
 
 
 def claim_next(*, conn: Connection, reviewer: str, lease_seconds: int, sort: Sort = "age") -> dict[str, Any] | None:
@@ -136,8 +140,9 @@ def release(*, conn: Connection, case_id: int, reviewer: str) -> None:
 
 
 def resolve(*, conn: Connection, case_id: int, reviewer: str, label: str, labels: list[str],
-            note: str | None = None) -> dict[str, Any]:
-    """Record the reviewer's label. For a queued case it is the decision; for an audit, a check on the model."""
+            note: str | None = None, undo_seconds: float = 0) -> dict[str, Any]:
+    """Record the reviewer's label. For a queued case it is the decision; for an audit, a check on the model.
+    `undo_seconds`: how long the reviewer may still undo it (the page); the client's webhook waits as long."""
     if label not in labels:
         raise InvalidInput(f"label: {label!r} is not one of {labels}", field="label")
     at = now()
@@ -156,8 +161,68 @@ def resolve(*, conn: Connection, case_id: int, reviewer: str, label: str, labels
     _event(conn, case_id, kind, reviewer, {"label": label, "note": note or None})
     resolved = get_case(conn=conn, case_id=case_id)
     if kind == "decided":  # the client hears of it in the same transaction (webhooks/outbox.py)
-        enqueue(conn, "case.decided", [resolved])
+        enqueue(conn, "case.decided", [resolved], delay_seconds=undo_seconds)
     return resolved
+
+
+def undo(*, conn: Connection, case_id: int, reviewer: str, within_seconds: float,
+         lease_seconds: int) -> dict[str, Any]:
+    """Take back `reviewer`'s decision (or audit label) on a case made in the last `within_seconds`: the case
+    is theirs to decide again, the history keeps both steps, and the webhook not yet sent is withdrawn."""
+    at = now()
+    case = get_case(conn=conn, case_id=case_id)
+    mine = case["review_status"] == "done" and case["reviewed_by"] == reviewer and case["reviewed_at"] is not None \
+        and case["reviewed_at"] >= at - timedelta(seconds=within_seconds)
+    if not mine:
+        raise Conflict(f"case {case_id}: no decision of yours from the last {within_seconds:g} s to undo")
+    values: dict[str, Any] = {"review_status": "pending", "review_label": None, "reviewed_by": None,
+                              "reviewed_at": None, "review_note": None, "claimed_by": reviewer,
+                              "claim_expires_at": at + timedelta(seconds=lease_seconds)}
+    queued = case["decided_by"] == reviewer
+    if queued:
+        values |= {"status": "pending", "decision": None, "decided_by": None, "decided_at": None}
+    done = conn.execute(update(CASE).where(CASE.c.id == case_id, CASE.c.reviewed_at == case["reviewed_at"],
+                                           CASE.c.reviewed_by == reviewer).values(**values)).rowcount
+    if not done:
+        raise Conflict(f"case {case_id} changed meanwhile: nothing undone")
+    _event(conn, case_id, "undone", reviewer, {"label": case["review_label"]})
+    if queued:
+        cancel_unsent(conn, case_id, "case.decided")
+    return get_case(conn=conn, case_id=case_id)
+
+
+def correct(*, conn: Connection, case_id: int, person: str, admin: bool, label: str, labels: list[str],
+            note: str) -> dict[str, Any]:
+    """Change a decided case's decision, the model's or a person's, with a note saying why. An admin may
+    correct any decision, a reviewer their own. Every earlier decision stays in the history; the client gets
+    `case.corrected`; where the case's label counts as evidence (a queued case, a blind audit) the corrected
+    label replaces it, so the quality figures use it."""
+    if label not in labels:
+        raise InvalidInput(f"label: {label!r} is not one of {labels}", field="label")
+    if not note.strip():
+        raise InvalidInput("note: say why the decision is corrected", field="note")
+    case = get_case(conn=conn, case_id=case_id)
+    if case["status"] != "decided":
+        raise Conflict(f"case {case_id} is not decided yet: decide it instead")
+    if not admin and case["decided_by"] != person:
+        raise Forbidden(f"case {case_id} was decided by {case['decided_by']}: only an admin may correct it")
+    if case["decision"] == label:
+        raise Conflict(f"case {case_id} is already decided {label!r}")
+    at = now()
+    values: dict[str, Any] = {"decision": label, "decided_by": person, "decided_at": at}
+    if case["route"] == "queue" or case["audit"]:  # a person's label on a case that counts as evidence
+        values |= {"review_status": "done", "review_label": label, "reviewed_by": person, "reviewed_at": at,
+                   "claimed_by": None, "claim_expires_at": None}
+    done = conn.execute(update(CASE).where(CASE.c.id == case_id, CASE.c.decision == case["decision"],
+                                           CASE.c.status == "decided").values(**values)).rowcount
+    if not done:
+        raise Conflict(f"case {case_id} changed meanwhile: look again before correcting it")
+    _event(conn, case_id, "corrected", person, {"from": case["decision"], "from_by": case["decided_by"],
+                                                 "label": label, "note": note.strip()})
+    corrected = get_case(conn=conn, case_id=case_id)
+    enqueue(conn, "case.corrected", [corrected], extra={"previous_decision": case["decision"],
+                                                         "previous_decided_by": case["decided_by"]})
+    return corrected
 
 
 def _why_not_free(case: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ from decider.auth.service import Person
 from decider.cases.schemas import CaseId
 from decider.db import now
 from decider.deps import RuntimeDep
-from decider.errors import Conflict
+from decider.errors import Conflict, DeciderError
 from decider.fields import Text
 from decider.registry.cards import out_of_range, percentile
 from decider.review import service
@@ -35,7 +35,8 @@ def queue(request: Request, runtime: RuntimeDep, user: UserDep,
                                               suggested=suggested or None, model_version=model or None)
     dep = runtime.deployment
     models = [m.id for m in (dep.live, dep.candidate, *dep.shadows) if m is not None]
-    return render(request, "queue.html", stats=stats, rows=rows, sort=sort, suggested=suggested or "",
+    return render(request, "queue.html", undo=_undo(request), stats=stats, rows=rows, sort=sort,
+                  suggested=suggested or "",
                   model=model or "", after=after, next_after=next_after, labels=dep.live.labels,
                   models=models, hide_model=service.model_hidden, now=now())
 
@@ -61,9 +62,20 @@ def case_page(request: Request, runtime: RuntimeDep, user: UserDep, case_id: Cas
                 held_by_other = exc.message
         events = service.history(conn=conn, case=case)
     hidden = service.model_hidden(case)
+    may_correct = case["status"] == "decided" and (user.role == "admin" or case["decided_by"] == user.name)
     return render(request, "case.html", case=service.reviewer_view(case), hide_model=hidden,
                   features=_features(runtime, case["features"]), events=[service.event_view(e, hidden) for e in events],
-                  labels=runtime.deployment.live.labels, held_by_other=held_by_other)
+                  labels=runtime.deployment.live.labels, held_by_other=held_by_other, undo=_undo(request),
+                  may_correct=may_correct)
+
+
+def _undo(request: Request) -> dict[str, Any] | None:
+    """The decision this person may still undo (set by `decide`), while its window lasts."""
+    last = request.session.get("undo")
+    if not last or last["until"] < now().timestamp():
+        request.session.pop("undo", None)
+        return None
+    return last
 
 
 def _features(runtime: RuntimeDep, values: dict[str, float | None]) -> list[dict[str, Any]]:
@@ -87,12 +99,50 @@ def decide(request: Request, runtime: RuntimeDep, user: UserDep, case_id: CaseId
     try:
         with runtime.engine.begin() as conn:
             service.resolve(conn=conn, case_id=case_id, reviewer=user.name, label=label,
-                            labels=runtime.deployment.live.labels, note=note.strip() or None)
+                            labels=runtime.deployment.live.labels, note=note.strip() or None,
+                            undo_seconds=runtime.settings.review.undo_seconds)
     except Conflict as exc:
         flash(request, exc.message, "error")
         return RedirectResponse(f"/review/cases/{case_id}", 303)
+    window = runtime.settings.review.undo_seconds
+    if window:
+        request.session["undo"] = {"case_id": case_id, "label": label, "until": now().timestamp() + window}
     flash(request, f"Case #{case_id} decided: {label}.")
     return _on_to_next(request, runtime, user)
+
+
+@router.post("/cases/{case_id}/undo")
+def undo(request: Request, runtime: RuntimeDep, user: UserDep, case_id: CaseId, csrf: CsrfField = "") -> Response:
+    """Take back the decision just made (U): the case opens again, yours to decide."""
+    check_csrf(request, csrf)
+    request.session.pop("undo", None)
+    review = runtime.settings.review
+    try:
+        with runtime.engine.begin() as conn:
+            service.undo(conn=conn, case_id=case_id, reviewer=user.name, within_seconds=review.undo_seconds,
+                         lease_seconds=review.lease_seconds)
+    except Conflict as exc:
+        flash(request, exc.message, "error")
+        return RedirectResponse("/review", 303)
+    flash(request, f"Case #{case_id}: decision undone; decide it again.")
+    return RedirectResponse(f"/review/cases/{case_id}", 303)
+
+
+@router.post("/cases/{case_id}/correct")
+def correct(request: Request, runtime: RuntimeDep, user: UserDep, case_id: CaseId,
+            label: Annotated[Text, Form(max_length=100)], csrf: CsrfField = "",
+            note: Annotated[Text, Form(max_length=2000)] = "") -> Response:
+    """Correct a decided case (an admin: any; a reviewer: their own), with a note saying why."""
+    check_csrf(request, csrf)
+    try:
+        with runtime.engine.begin() as conn:
+            service.correct(conn=conn, case_id=case_id, person=user.name, admin=user.role == "admin", label=label,
+                            labels=runtime.deployment.live.labels, note=note)
+    except DeciderError as exc:
+        flash(request, exc.message, "error")
+        return RedirectResponse(f"/review/cases/{case_id}", 303)
+    flash(request, f"Case #{case_id} corrected to {label}; the client is told.")
+    return RedirectResponse(f"/review/cases/{case_id}", 303)
 
 
 @router.post("/cases/{case_id}/skip")

@@ -1,4 +1,5 @@
-// Keyboard shortcuts for reviewers: 1..9 decide, S skips, N takes the next case, Esc leaves a field.
+// Keyboard shortcuts for reviewers: 1..9 decide, S skips, N takes the next case, U undoes the decision just
+// made (while its button shows), Esc leaves a field.
 // Ignored while typing in a field, so a note can contain digits and the letter s.
 document.addEventListener("keydown", (event) => {
   const target = event.target;
@@ -9,7 +10,7 @@ document.addEventListener("keydown", (event) => {
   const key = event.key.toLowerCase();
   const decide = document.querySelector(`#decide-form button[data-key="${CSS.escape(key)}"]`);
   const button = decide || (key === "s" && document.getElementById("skip")) ||
-    (key === "n" && document.getElementById("next-case"));
+    (key === "n" && document.getElementById("next-case")) || (key === "u" && document.getElementById("undo"));
   if (button && !button.disabled) { event.preventDefault(); button.click(); }
 });
 

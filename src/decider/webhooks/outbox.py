@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, select, update
 
 from decider.cases.service import public
 from decider.db import now
@@ -37,9 +37,10 @@ def subscribed(events: Sequence[str], event_type: str) -> bool:
 
 
 def enqueue(conn: Connection, event_type: str, cases: Sequence[Mapping[str, Any]],
-            extra: Mapping[str, Any] | None = None) -> int:
+            extra: Mapping[str, Any] | None = None, delay_seconds: float = 0.0) -> int:
     """One event per case, to every enabled endpoint of the case's client that takes `event_type`; the number
-    of deliveries written. One query for the endpoints, one insert for the deliveries."""
+    of deliveries written. One query for the endpoints, one insert for the deliveries. `delay_seconds` holds
+    them back (a person's decision while it can still be undone)."""
     clients = {c["client"] for c in cases}
     if not clients:
         return 0
@@ -60,7 +61,8 @@ def enqueue(conn: Connection, event_type: str, cases: Sequence[Mapping[str, Any]
         body = json.dumps({"type": event_type, "timestamp": at.isoformat(), "data": event_data(case, extra)},
                           separators=(",", ":"))
         rows += [{"msg_id": msg_id, "endpoint_id": endpoint_id, "case_id": case["id"], "event_type": event_type,
-                  "body": body, "status": "pending", "attempts": 0, "next_attempt_at": at, "created_at": at}
+                  "body": body, "status": "pending", "attempts": 0,
+                  "next_attempt_at": at + timedelta(seconds=delay_seconds), "created_at": at}
                  for endpoint_id in targets]
     if rows:
         conn.execute(insert(DELIVERY), rows)
@@ -70,3 +72,10 @@ def enqueue(conn: Connection, event_type: str, cases: Sequence[Mapping[str, Any]
 def decided_by_model(conn: Connection, results: Sequence[tuple[Mapping[str, Any], bool]]) -> int:
     """`case.decided` for the cases just stored that the model decided (ingest's transaction)."""
     return enqueue(conn, "case.decided", [row for row, created in results if created and row["route"] == "auto"])
+
+
+def cancel_unsent(conn: Connection, case_id: int, event_type: str) -> int:
+    """Withdraw a case's events of `event_type` not sent yet (an undone decision): status `cancelled`."""
+    return int(conn.execute(update(DELIVERY).where(
+        DELIVERY.c.case_id == case_id, DELIVERY.c.event_type == event_type, DELIVERY.c.status == "pending",
+        DELIVERY.c.attempts == 0).values(status="cancelled")).rowcount)
