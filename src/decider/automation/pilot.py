@@ -88,6 +88,15 @@ def describe(move: Move) -> dict[str, Any]:
             **move.evidence}
 
 
+def rules_for(runtime: Runtime) -> Rules:
+    """The rules for the live model's classes under the settings in force; the ceilings are the configured
+    thresholds."""
+    a, model = runtime.settings.automation, runtime.deployment.live
+    config_policy = configured_policy(runtime.settings)
+    return Rules(a.target_error, a.confidence, a.autopilot_window, tuple(model.labels),
+                 {label: config_policy.threshold_for(label) for label in model.labels})
+
+
 def because(move: Move) -> str:
     e = move.evidence
     if move.kind == "fallback":
@@ -139,10 +148,7 @@ class Pilot:
         """Weigh each class's evidence once; store the moves, and the policy they give with their evidence."""
         runtime = self.runtime
         settings, model = runtime.settings, runtime.deployment.live
-        a = settings.automation
-        config_policy = configured_policy(settings)
-        rules = Rules(a.target_error, a.confidence, a.autopilot_window, tuple(model.labels),
-                      {label: config_policy.threshold_for(label) for label in model.labels})
+        rules = rules_for(runtime)
         at = at or utc_now()
         moves: list[Move] = []
         with runtime.engine.begin() as conn:
@@ -183,9 +189,7 @@ def view(runtime: Runtime) -> dict[str, Any]:
     """Where each class stands, what the next look or a fallback needs, and the moves stored: for the admin
     page and `GET /api/v1/policy/autopilot`."""
     a, model = runtime.settings.automation, runtime.deployment.live
-    config_policy = configured_policy(runtime.settings)
-    rules = Rules(a.target_error, a.confidence, a.autopilot_window, tuple(model.labels),
-                  {label: config_policy.threshold_for(label) for label in model.labels})
+    rules = rules_for(runtime)
     with runtime.engine.connect() as conn:
         found = states(conn, model.id)
         moves = [{"at": h["started_at"], "version": h["version"], **m}
