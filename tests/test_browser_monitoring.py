@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -31,6 +32,22 @@ CHARTS_JS = """() => [...document.querySelectorAll('canvas[data-chart]')].map(c 
   for (let i = 3; i < pixels.length; i += 4) { if (pixels[i] > 0) inked++; }
   return {id: c.id, chart: !!chart, points, inked, width: c.width};
 })"""
+
+
+# The time axis as drawn: per bucket its tick text (a list when on two lines) and the cases charted in it.
+TICKS_JS = """() => { const c = Chart.getChart('chart-timeline');
+  const cases = i => c.data.datasets[0].data[i] + c.data.datasets[1].data[i];
+  return c.scales.x.ticks.map(t => ({tick: t.label, cases: cases(t.value)}));
+}"""
+
+
+def log_in(page, base: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(base + "/login?next=/monitoring")
+    page.fill("#name", "root")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/monitoring")
+    page.wait_for_selector("html[data-charts-ready=yes]")
 
 
 def feed(base: str, headers: dict[str, str], db_url: str, reviewer: dict[str, str]) -> None:
@@ -73,12 +90,7 @@ def test_monitoring_page_draws_every_chart(tmp_path, browser):
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         requests: list[str] = []
         page.on("request", lambda r: requests.append(r.url))
-        page.goto(base + "/login?next=/monitoring")
-        page.fill("#name", "root")
-        page.fill("#password", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(base + "/monitoring")
-        page.wait_for_selector("html[data-charts-ready=yes]")
+        log_in(page, base)
         charts = page.evaluate(CHARTS_JS)
         assert len(charts) == 7, charts
         for chart in charts:
@@ -89,8 +101,45 @@ def test_monitoring_page_draws_every_chart(tmp_path, browser):
           conf: Chart.getChart('chart-confidence').scales.x.ticks.map(t => t.label).filter(Boolean),
           quality: [Chart.getChart('chart-quality').scales.y.min, Chart.getChart('chart-quality').scales.y.max]})""")
         assert axes["conf"][-1] == "0.95–1.00" and axes["quality"] == [0, 1], axes
+        # Five days of cases: 3-hour buckets from the first case on, ticked every 12 hours, the date beneath
+        # the first tick and each midnight.
+        ticks = page.evaluate(TICKS_JS)
+        assert 40 <= len(ticks) <= 60 and ticks[0]["cases"] > 0, ticks[:3]
+        shown = [t["tick"] for t in ticks if t["tick"]]
+        assert 8 <= len(shown) <= 12, shown
+        for n, t in enumerate(shown):
+            time = t[0] if isinstance(t, list) else t
+            assert time in ("00:00", "12:00") and isinstance(t, list) == (n == 0 or time == "00:00"), shown
+            assert not isinstance(t, list) or re.fullmatch(r"\d\d-\d\d", t[1]), shown
         assert page.locator("#flags [role=alert]").is_visible()
         assert all(url.startswith(base) for url in requests), requests
         if UPDATE_SCREENSHOTS:
             page.screenshot(path=str(SCREENSHOT), full_page=True)
+        page.close()
+
+
+def test_a_young_service_is_charted_in_hours_from_its_first_case(tmp_path, browser):
+    """Five hours old, in the default seven-day window: six hourly buckets, each one labelled, no empty days."""
+    db_url = f"sqlite:///{tmp_path / 'd.db'}"
+    config = write_config(tmp_path, db_url)
+    key = seed_credentials(load_settings(config))
+    with server(config) as base:
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
+            ids = [client.post("/api/v1/cases", json={"features": {"sepal length (cm)": 5.0 + i / 10,
+                                                                   "petal width (cm)": 0.2}}).json()["id"]
+                   for i in range(12)]
+        engine = make_engine(db_url)
+        first = now().replace(minute=30, second=0, microsecond=0) - timedelta(hours=5)
+        with engine.begin() as conn:
+            for n, case_id in enumerate(ids):
+                at = first + timedelta(minutes=25 * n)
+                conn.execute(update(CASE).where(CASE.c.id == case_id).values(created_at=at))
+        engine.dispose()
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        log_in(page, base)
+        ticks = page.evaluate(TICKS_JS)
+        assert len(ticks) == 6 and ticks[0]["cases"] > 0, ticks
+        assert ticks[0]["tick"] == [f"{first:%H}:00", f"{first:%m-%d}"]
+        assert all(t["tick"] for t in ticks)  # every bucket labelled
+        assert "hour" in page.locator("#window").inner_text()
         page.close()

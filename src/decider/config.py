@@ -144,6 +144,29 @@ class ServerSettings(Section):
         return value
 
 
+class MonitoringSettings(Section):
+    """Past these the monitoring page, its JSON and the report flag a figure (monitoring/drift.py Thresholds);
+    below the `*_min_n` counts a figure reads "too few" and is not judged."""
+
+    psi: Annotated[float, Field(gt=0, le=10)] = 0.2  # PSI of a feature against training: a significant shift
+    psi_watch: Annotated[float, Field(gt=0, le=10)] = 0.1  # PSI worth watching (a yellow badge)
+    psi_min_n: Annotated[int, Field(ge=1, le=1_000_000)] = 200  # live values before PSI is judged (noise below)
+    ks_pvalue: Annotated[float, Field(gt=0, lt=1)] = 0.01  # KS p-value below which live and training differ
+    out_of_range: Probability = 0.05  # share of live values outside the training [min, max]
+    min_n: Annotated[int, Field(ge=1, le=1_000_000)] = 30  # live values before KS, range and accuracy are judged
+    class_psi: Annotated[float, Field(gt=0, le=10)] = 0.2  # PSI of the predicted classes against training
+    class_min_n: Annotated[int, Field(ge=1, le=1_000_000)] = 100  # predictions before the class PSI is judged
+    accuracy_drop: Probability = 0.1  # a quality figure this far under the card's test accuracy
+    novelty_share: Probability = 0.05  # share of checked cases unlike the training data
+    novelty_min_n: Annotated[int, Field(ge=1, le=1_000_000)] = 30  # checked cases before that share is judged
+
+    @model_validator(mode="after")
+    def _watch_below_flag(self) -> MonitoringSettings:
+        if self.psi_watch > self.psi:
+            raise ValueError(f"psi_watch ({self.psi_watch}) must not be above psi ({self.psi})")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DECIDER_", env_nested_delimiter="__", extra="forbid")
 
@@ -153,6 +176,7 @@ class Settings(BaseSettings):
     review: ReviewSettings = ReviewSettings()
     webhooks: WebhookSettings = WebhookSettings()
     server: ServerSettings = ServerSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
 
     # Where the file was read from: relative paths in it are relative to its folder.
     config_path: Path = Path(DEFAULT_CONFIG)

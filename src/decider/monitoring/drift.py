@@ -11,18 +11,27 @@ to at least EPSILON (1e-4) before PSI = sum((a - e) * ln(a / e)); shares are not
 
 KS: `scipy.stats.ks_2samp(live, card sample)`, two-sided. With discrete data (measurements to 0.1 cm) the
 p-value is approximate; it is a flag for a person to look, not a verdict.
+
+Counted, not kept: live values are tallied into counts (`FeatureTally`) that add up across sets of cases, so
+the monitoring cache can keep an hour's worth as a few arrays. KS needs no more than the count of live values
+at and between the training sample's distinct values: the two empirical distribution functions differ most at
+one of those places, so the statistic from the counts is the one ks_2samp computes from the values. Up to
+scipy's exact-method limit (10,000 values) ks_2samp itself is run on stand-in values with the same counts;
+beyond it, on the statistic, the asymptotic p-value ks_2samp would use (`kstwo.sf`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 from scipy import stats as sps
 
 EPSILON = 1e-4
+KS_EXACT_N = 10_000  # scipy.stats.ks_2samp's MAX_AUTO_N: up to this many values it computes exactly
 
 
 @dataclass(frozen=True)
@@ -84,27 +93,112 @@ def psi(actual: np.ndarray, expected: np.ndarray, epsilon: float = EPSILON) -> f
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+@dataclass(frozen=True, eq=False)
+class FeatureBins:
+    """Where one feature's live values are counted, from its card statistics: the PSI bins, the training
+    sample's distinct values (for KS) and the training range."""
+
+    stats: Mapping[str, Any]
+
+    @cached_property
+    def psi(self) -> tuple[np.ndarray, np.ndarray]:
+        return psi_bins(self.stats)
+
+    @cached_property
+    def sample(self) -> np.ndarray | None:
+        return np.sort(np.asarray(self.stats["sample"], dtype=float)) if self.stats.get("sample") else None
+
+    @cached_property
+    def points(self) -> np.ndarray:
+        """The sample's distinct values, p0 < p1 < ...: cell 2i holds live values in (p[i-1], p[i]), cell 2i+1
+        those equal to p[i], the last cell those above every one."""
+        return np.unique(self.sample) if self.sample is not None else np.zeros(0)
+
+    def tally(self, values: Sequence[float] | np.ndarray) -> FeatureTally:
+        live = np.asarray(values, dtype=float)
+        edges = self.psi[0]
+        below = np.searchsorted(self.points, live, side="left")
+        equal = (below < len(self.points)) & (self.points[np.minimum(below, len(self.points) - 1)] == live) \
+            if len(self.points) else np.zeros(len(live), dtype=bool)
+        return FeatureTally(
+            n=len(live),
+            psi=np.bincount(np.searchsorted(edges, live, side="right"), minlength=len(edges) + 1),
+            cells=np.bincount(2 * below + equal, minlength=2 * len(self.points) + 1),
+            outside=int(np.sum((live < self.stats["min"]) | (live > self.stats["max"]))),
+            # Summed after dividing: the mean of values near the float maximum (a client may send 1.7e308) stays finite.
+            mean=float(np.sum(live / len(live))) if len(live) else 0.0)
+
+    def ks(self, t: FeatureTally) -> tuple[float, float] | None:
+        """(statistic, p-value) of ks_2samp(live values, card sample), from the counts."""
+        sample, p = self.sample, self.points
+        if sample is None or not t.n:
+            return None
+        if max(t.n, len(sample)) <= KS_EXACT_N:
+            # Stand-ins with the same counts per cell: p[i] itself, or the next float above p[i-1] (below p0
+            # for the first cell), which lies in the cell whenever the cell holds a value at all.
+            stand_in = np.empty(2 * len(p) + 1)
+            stand_in[1::2], stand_in[2::2], stand_in[0] = p, np.nextafter(p, np.inf), np.nextafter(p[0], -np.inf)
+            result = sps.ks_2samp(np.repeat(stand_in, t.cells), sample)
+            return float(result.statistic), float(result.pvalue)
+        below = np.concatenate([[0], np.cumsum(t.cells)])  # below[k]: live values in cells 0..k-1
+        train_at_or_below = np.searchsorted(sample, p, side="right")
+        n1, n2 = t.n, len(sample)
+        at_points = below[2 * np.arange(len(p)) + 2] / n1 - train_at_or_below / n2
+        # Just under each p[i] (at the largest live value of cell 2i) the training ECDF is still at p[i-1].
+        under = below[2 * np.arange(len(p) + 1) + 1] / n1 - np.concatenate([[0], train_at_or_below]) / n2
+        largest, smallest = max(at_points.max(), under.max()), np.clip(-at_points.min(), 0, 1)
+        d = float(smallest if smallest > largest else largest)
+        m, n = sorted([float(n1), float(n2)], reverse=True)
+        return d, float(np.clip(sps.kstwo.sf(d, np.round(m * n / (m + n))), 0, 1))
+
+
+@dataclass
+class FeatureTally:
+    """One feature's live values as counts: per PSI bin, per KS cell (see FeatureBins.points), outside the
+    training range; and their mean."""
+
+    n: int
+    psi: np.ndarray
+    cells: np.ndarray
+    outside: int
+    mean: float
+
+    @staticmethod
+    def total(parts: Sequence[FeatureTally]) -> FeatureTally:
+        parts = [t for t in parts if t.n]
+        if not parts:
+            return FeatureTally(0, np.zeros(0, dtype=int), np.zeros(0, dtype=int), 0, 0.0)
+        n = sum(t.n for t in parts)
+        return FeatureTally(n, np.sum([t.psi for t in parts], axis=0), np.sum([t.cells for t in parts], axis=0),
+                            sum(t.outside for t in parts), float(sum(t.mean * (t.n / n) for t in parts)))
+
+
 def feature_drift(name: str, values: Sequence[float], stats: Mapping[str, Any],
                   thresholds: Thresholds = THRESHOLDS) -> dict[str, Any]:
     """PSI, KS and the out-of-range share of one feature's live values, with flags."""
-    live = np.asarray(values, dtype=float)
-    edges, expected = psi_bins(stats)
-    actual = bin_shares(live, edges)
+    bins = FeatureBins(stats)
+    return drift_of(name, bins, bins.tally(values), thresholds)
+
+
+def drift_of(name: str, bins: FeatureBins, t: FeatureTally, thresholds: Thresholds = THRESHOLDS) -> dict[str, Any]:
+    """feature_drift, from the live values' counts."""
+    stats = bins.stats
+    edges, expected = bins.psi
+    actual = t.psi / t.n if t.n else np.zeros(len(edges) + 1)
     out: dict[str, Any] = {
-        "name": name, "n": int(len(live)), "train_n": int(stats.get("n", 0)),
+        "name": name, "n": int(t.n), "train_n": int(stats.get("n", 0)),
         "train_mean": stats.get("mean"), "train_min": stats["min"], "train_max": stats["max"],
-        # Summed after dividing: the mean of values near the float maximum (a client may send 1.7e308) stays finite.
-        "live_mean": float(np.sum(live / len(live))) if len(live) else None,
+        "live_mean": t.mean if t.n else None,
         "bins": {"edges": [float(e) for e in edges], "expected": expected.tolist(), "actual": actual.tolist()},
         "psi": None, "ks_statistic": None, "ks_pvalue": None, "out_of_range_share": None,
     }
-    if len(live):
+    if t.n:
         out["psi"] = psi(actual, expected)
-        out["out_of_range_share"] = float(np.mean((live < stats["min"]) | (live > stats["max"])))
-        if stats.get("sample"):
-            ks = sps.ks_2samp(live, np.asarray(stats["sample"], dtype=float))
-            out["ks_statistic"], out["ks_pvalue"] = float(ks.statistic), float(ks.pvalue)
-    enough, enough_psi = len(live) >= thresholds.min_n, len(live) >= thresholds.psi_min_n
+        out["out_of_range_share"] = t.outside / t.n
+        if (ks := bins.ks(t)) is not None:
+            out["ks_statistic"], out["ks_pvalue"] = ks
+    n = t.n
+    enough, enough_psi = n >= thresholds.min_n, n >= thresholds.psi_min_n
     out["psi_flag"] = enough_psi and out["psi"] is not None and out["psi"] > thresholds.psi
     out["psi_watch"] = enough_psi and out["psi"] is not None and out["psi"] > thresholds.psi_watch
     out["ks_flag"] = enough and out["ks_pvalue"] is not None and out["ks_pvalue"] < thresholds.ks_pvalue
@@ -132,16 +226,21 @@ def verdict(flag: bool, watch: bool, short_of: int | None) -> tuple[str, int | N
     return ("watch" if watch else "ok"), None
 
 
+def card_bins(card: Mapping[str, Any]) -> dict[str, FeatureBins]:
+    """The bins of every feature the card's model takes, in card order."""
+    return {name: FeatureBins(stats) for name, stats in card.get("feature_stats", {}).items()
+            if name in card.get("features", [name])}
+
+
 def input_drift(rows: Sequence[Mapping[str, Any]], card: Mapping[str, Any],
                 thresholds: Thresholds = THRESHOLDS) -> list[dict[str, Any]]:
     """Drift of every feature on the card, from the live cases' `features` mappings."""
-    result = []
-    for name, stats in card.get("feature_stats", {}).items():
-        if name not in card.get("features", [name]):
-            continue
-        values = [v for r in rows if r.get("features") and (v := r["features"].get(name)) is not None]
-        result.append(feature_drift(name, values, stats, thresholds))
-    return result
+    return [drift_of(name, bins, bins.tally(feature_values(rows, name)), thresholds)
+            for name, bins in card_bins(card).items()]
+
+
+def feature_values(rows: Sequence[Mapping[str, Any]], name: str) -> list[float]:
+    return [v for r in rows if r.get("features") and (v := r["features"].get(name)) is not None]
 
 
 def class_drift(counts: Mapping[str, int], train: Mapping[str, float],

@@ -1,4 +1,5 @@
-"""Every monitoring figure, from the cases of a window and the reference model card. Pure: no I/O.
+"""Every monitoring figure, from the tallies of a window's cases (monitoring/tally.py) and the reference model
+card. Pure: no I/O.
 
 The same dictionary is the JSON of `GET /api/v1/monitoring`, the monitoring page and the report.
 """
@@ -6,203 +7,146 @@ The same dictionary is the JSON of `GET /api/v1/monitoring`, the monitoring page
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-import numpy as np
-
-from decider.certify import corrected_accuracy, counts_of
+from decider.certify import corrected_accuracy
 from decider.format import num
-from decider.monitoring.drift import THRESHOLDS, Thresholds, class_drift, input_drift, verdict
+from decider.monitoring import buckets
+from decider.monitoring.drift import THRESHOLDS, FeatureBins, Thresholds, card_bins, class_drift, drift_of, verdict
+from decider.monitoring.tally import (
+    CONFIDENCE_EDGES,
+    NOVELTY_KINDS,
+    QUALITY,
+    ROUTES,
+    Judge,
+    Judgement,
+    Novelty,
+    Quality,
+    Row,
+    Tally,
+    by_hour,
+    counts_from,
+    tally,
+)
 
 Bucket = Literal["hour", "day"]
-STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
-MAX_BUCKETS = 24 * 62  # a longer span is drawn in days instead of hours
-CONFIDENCE_BINS = 20
-NOVELTY_KINDS = ("range", "combination", "unscorable")
 TOP_FEATURES = 5
-
-Row = Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class Quality:
-    """One accuracy-like figure: how often `left` equals `right` among the rows where `applies`."""
-
-    key: str
-    title: str
-    left: str
-    right: str
-    applies: Callable[[Row], bool]
-    meaning: str
+TIMELINE_QUALITY = ("model_accuracy", "auto_accuracy", "human_model_agreement", "audit_agreement")
+Part = tuple[int, Tally]  # the tally of the cases of one hour (buckets.hour_index), or of part of that hour
 
 
-def _auto(r: Row) -> bool:
-    return r["route"] == "auto"
-
-
-QUALITY: tuple[Quality, ...] = (
-    Quality("model_accuracy", "Prediction = outcome, on cases with an outcome", "prediction", "outcome",
-            lambda r: True,
-            "The model's prediction equals the outcome reported later, over the scored cases that have one. Which "
-            "cases get an outcome is the client's choice, so this is not the model's accuracy: see the "
-            "sampling-corrected figure above."),
-    Quality("auto_accuracy", "Automatic decisions (outcomes)", "decision", "outcome", _auto,
-            "Decisions the model made on its own that equal the outcome reported later."),
-    Quality("audit_agreement", "Automatic decisions upheld by audits", "decision", "review_label",
-            lambda r: _auto(r) and bool(r["audit"]),
-            "Automatic decisions a blind audit agreed with; the rest were overturned."),
-    Quality("human_model_agreement", "Human–model agreement (reviews)", "prediction", "review_label",
-            lambda r: True,
-            "A reviewer's label equals the model's prediction, over every reviewed case the model scored "
-            "(queued cases are the hard ones, so this runs below the model's accuracy)."),
-    Quality("human_accuracy", "Reviewer accuracy (outcomes)", "review_label", "outcome", lambda r: True,
-            "A reviewer's label equals the outcome reported later."),
-    Quality("decision_accuracy", "Final decisions (outcomes)", "decision", "outcome", lambda r: True,
-            "The final decision, by the model or a person, equals the outcome reported later."),
-)
+def _score(correct: int, n: int) -> dict[str, Any]:
+    return {"value": correct / n if n else None, "correct": correct, "n": n}
 
 
 def score(rows: Iterable[Row], q: Quality) -> dict[str, Any]:
     """{value, correct, n}: value is None when no row has both sides."""
-    n = correct = 0
-    for r in rows:
-        if r.get(q.left) is None or r.get(q.right) is None or not q.applies(r):
-            continue
-        n += 1
-        correct += r[q.left] == r[q.right]
-    return {"value": correct / n if n else None, "correct": correct, "n": n}
+    verdicts = [v for r in rows if (v := q.verdict(r)) is not None]
+    return _score(sum(verdicts), len(verdicts))
 
 
-def quality_block(rows: Sequence[Row]) -> dict[str, dict[str, Any]]:
-    return {q.key: score(rows, q) for q in QUALITY}
+def quality_block(judged: Iterable[tuple[Judgement, int]], keys: Sequence[str] | None = None) -> dict[str, Any]:
+    """{key: score} for each QUALITY figure (or those of `keys`), from counted judgements."""
+    correct, counted = [0] * len(QUALITY), [0] * len(QUALITY)
+    for (_, verdicts, _, _), n in judged:
+        for i, v in enumerate(verdicts):
+            if v is not None:
+                counted[i] += n
+                correct[i] += n * v
+    return {q.key: _score(correct[i], counted[i]) for i, q in enumerate(QUALITY) if keys is None or q.key in keys}
 
 
-def floor_to(at: datetime, bucket: Bucket) -> datetime:
-    at = at.replace(minute=0, second=0, microsecond=0)
-    return at.replace(hour=0) if bucket == "day" else at
+def quality_of(judged: Counter[Judgement], audit_rates: Mapping[str, float]) -> dict[str, Any]:
+    """Overall and per model version; and per version the sampling-corrected accuracy (certify)."""
+    versions = sorted({j[0] for j in judged if j[0] is not None})
+
+    def of(version: str) -> list[tuple[Judgement, int]]:
+        return [(j, n) for j, n in judged.items() if j[0] == version]
+
+    return {
+        "overall": quality_block(judged.items()),
+        "by_model": {v: quality_block(of(v)) for v in versions},
+        "corrected": {v: corrected_accuracy(counts_from(of(v), audit_rates)) for v in versions},
+        "definitions": [{"key": q.key, "title": q.title, "meaning": q.meaning} for q in QUALITY],
+    }
 
 
-def choose_bucket(since: datetime | None, until: datetime, rows: Sequence[Row]) -> Bucket:
-    """Hours for a span up to two days, days beyond."""
-    start = since or (rows[0]["created_at"] if rows else until)
-    return "hour" if until - start <= timedelta(days=2) else "day"
+def quality(rows: Sequence[Row], audit_rates: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """The quality figures of some case rows."""
+    judge = Judge(audit_rates or {})
+    return quality_of(Counter(judge(r) for r in rows), audit_rates or {})
 
 
-def bucket_starts(since: datetime | None, until: datetime, rows: Sequence[Row], bucket: Bucket) -> list[datetime]:
-    """Every bucket from the window's start (or its first case) to its end, empty ones included."""
-    first = since or (rows[0]["created_at"] if rows else until)
-    last = max(until, rows[-1]["created_at"]) if rows and since is None else until
-    start, end = floor_to(first, bucket), floor_to(last, bucket)
-    count = int((end - start) / STEP[bucket]) + 1
-    skip = max(0, count - MAX_BUCKETS)  # past the cap, the newest buckets are kept
-    return [start + i * STEP[bucket] for i in range(skip, count)]
-
-
-def timeline(rows: Sequence[Row], starts: list[datetime], bucket: Bucket) -> list[dict[str, Any]]:
-    """Per bucket: cases, automation rate, queue inflow, reviews done, and the quality figures."""
+def timeline(parts: Sequence[Part], starts: list[datetime], step: buckets.Step) -> list[dict[str, Any]]:
+    """Per bucket: cases, automation rate, queue inflow, reviews done, and the quality figures; each with its
+    full label and its tick on the chart's axis ("" where the axis skips it)."""
     if not starts:
         return []
-    index = {s: i for i, s in enumerate(starts)}
-    created: list[list[Row]] = [[] for _ in starts]
+    first = buckets.hour_index(starts[0])
+
+    def at(hour: int) -> int | None:
+        i = (hour - first) // step.hours
+        return i if 0 <= i < len(starts) else None
+
+    grouped: list[list[Tally]] = [[] for _ in starts]
     reviews = [0] * len(starts)
-    for r in rows:
-        i = index.get(floor_to(r["created_at"], bucket))
-        if i is not None:
-            created[i].append(r)
-        if r["review_status"] == "done" and r["reviewed_at"] is not None:
-            j = index.get(floor_to(r["reviewed_at"], bucket))
-            if j is not None:
-                reviews[j] += 1
+    for hour, t in parts:
+        if (i := at(hour)) is not None:
+            grouped[i].append(t)
+        for done_hour, n in t.reviewed.items():
+            if (j := at(done_hour)) is not None:
+                reviews[j] += n
+    full, ticks = buckets.labels(starts, step)
     out = []
-    for start, group, done in zip(starts, created, reviews, strict=True):
-        auto = sum(1 for r in group if r["route"] == "auto")
+    for k, (start, group) in enumerate(zip(starts, grouped, strict=True)):
+        cases, auto = sum(t.cases for t in group), sum(t.auto for t in group)
+        judged: Counter[Judgement] = Counter()
+        for t in group:
+            judged.update(t.judged)
         out.append({
-            "start": start.isoformat(), "cases": len(group), "auto": auto, "queued": len(group) - auto,
-            "audits": sum(1 for r in group if r["route"] == "auto" and r["audit"]),
-            "automation_rate": auto / len(group) if group else None, "reviews_done": done,
-            "quality": {q.key: score(group, q) for q in QUALITY if q.key in TIMELINE_QUALITY},
+            "start": start.isoformat(), "label": full[k], "tick": ticks[k],
+            "cases": cases, "auto": auto, "queued": cases - auto, "audits": sum(t.audits for t in group),
+            "automation_rate": auto / cases if cases else None, "reviews_done": reviews[k],
+            "quality": quality_block(judged.items(), TIMELINE_QUALITY),
         })
     return out
 
 
-TIMELINE_QUALITY = ("model_accuracy", "auto_accuracy", "human_model_agreement", "audit_agreement")
-
-
-def confidence_histogram(rows: Sequence[Row]) -> dict[str, Any]:
-    """Counts of the top-class probability in 0.05 steps, split by route."""
-    edges = np.linspace(0.0, 1.0, CONFIDENCE_BINS + 1)
-    out: dict[str, Any] = {"edges": [round(float(e), 4) for e in edges]}
-    for route in ("auto", "queue"):
-        values = [r["confidence"] for r in rows if r["confidence"] is not None and r["route"] == route]
-        out[route] = np.histogram(values, bins=edges)[0].astype(int).tolist()
-    return out
-
-
-def outputs(rows: Sequence[Row], card: Mapping[str, Any], thresholds: Thresholds) -> dict[str, Any]:
-    predicted = Counter(r["prediction"] for r in rows if r["prediction"] is not None)
-    auto = sum(1 for r in rows if r["route"] == "auto")
+def outputs(total: Tally, card: Mapping[str, Any], thresholds: Thresholds) -> dict[str, Any]:
     return {
-        "classes": class_drift(predicted, card.get("class_distribution", {}), thresholds),
-        "confidence": confidence_histogram(rows),
-        "mean_confidence": float(np.mean([r["confidence"] for r in rows if r["confidence"] is not None]))
-        if any(r["confidence"] is not None for r in rows) else None,
-        "automation_rate": auto / len(rows) if rows else None,
-        "auto": auto,
-        "queued": len(rows) - auto,
-        "audits": sum(1 for r in rows if r["route"] == "auto" and r["audit"]),
-        "pending_reviews": sum(1 for r in rows if r["review_status"] == "pending"),
+        "classes": class_drift(total.predicted, card.get("class_distribution", {}), thresholds),
+        "confidence": {"edges": [round(float(e), 4) for e in CONFIDENCE_EDGES],
+                       **{route: total.confidence[i].astype(int).tolist() for i, route in enumerate(ROUTES)}},
+        "mean_confidence": total.confidence_sum / total.confidence_n if total.confidence_n else None,
+        "automation_rate": total.auto / total.cases if total.cases else None,
+        "auto": total.auto,
+        "queued": total.cases - total.auto,
+        "audits": total.audits,
+        "pending_reviews": sum(n for j, n in total.judged.items() if j[3]),
     }
 
 
-def novelty(rows: Sequence[Row], thresholds: Thresholds) -> dict[str, Any]:
+def novelty(nv: Novelty, cases: int, thresholds: Thresholds) -> dict[str, Any]:
     """Cases whose input was unlike the training data: how many, of which kind, and who decided them.
 
     `novelty` on a row is None when not checked, [] when checked and ordinary, else its reasons. A case
     counts once per kind, and once per feature out of range, however many reasons it carries.
     """
-    checked = novel = auto = 0
-    kinds: Counter[str] = Counter(dict.fromkeys(NOVELTY_KINDS, 0))
-    features: Counter[str] = Counter()
-    examples: dict[str, str] = {}
-    for r in rows:
-        reasons = r.get("novelty")
-        if reasons is None:
-            continue
-        checked += 1
-        if not reasons:
-            continue
-        novel += 1
-        auto += r["route"] == "auto"
-        kinds.update({str(x.get("kind")) for x in reasons})
-        out_of_range = {x["feature"]: x.get("message") for x in reasons
-                        if x.get("kind") == "range" and x.get("feature")}
-        features.update(out_of_range.keys())
-        examples.update(out_of_range)  # rows are oldest first: the newest message stays
-    share = novel / checked if checked else None
-    share_flag = checked >= thresholds.novelty_min_n and share is not None and share > thresholds.novelty_share
-    flag = share_flag or auto > 0  # a novel case decided by the model alone is worth a look at any n
-    status, judged_from = verdict(flag, False, thresholds.novelty_min_n if checked < thresholds.novelty_min_n else None)
+    kinds = Counter(dict.fromkeys(NOVELTY_KINDS, 0)) + nv.kinds
+    share = nv.novel / nv.checked if nv.checked else None
+    share_flag = nv.checked >= thresholds.novelty_min_n and share is not None and share > thresholds.novelty_share
+    flag = share_flag or nv.auto > 0  # a novel case decided by the model alone is worth a look at any n
+    status, judged_from = verdict(flag, False,
+                                  thresholds.novelty_min_n if nv.checked < thresholds.novelty_min_n else None)
     return {
-        "checked": checked, "unchecked": len(rows) - checked, "novel": novel, "share": share,
-        "auto": auto, "queued": novel - auto, "by_kind": dict(kinds),
-        "top_features": [{"feature": f, "count": n, "example": examples[f]}
-                         for f, n in sorted(features.items(), key=lambda fn: (-fn[1], fn[0]))[:TOP_FEATURES]],
-        "share_flag": share_flag, "auto_flag": auto > 0, "flag": flag, "status": status, "judged_from": judged_from,
-    }
-
-
-def quality(rows: Sequence[Row], audit_rates: Mapping[str, float] | None = None) -> dict[str, Any]:
-    versions = sorted({r["model_version"] for r in rows if r["model_version"] is not None})
-    rates = audit_rates or {}
-    return {
-        "overall": quality_block(rows),
-        "by_model": {v: quality_block([r for r in rows if r["model_version"] == v]) for v in versions},
-        "corrected": {v: corrected_accuracy(counts_of((r for r in rows if r["model_version"] == v), rates))
-                      for v in versions},
-        "definitions": [{"key": q.key, "title": q.title, "meaning": q.meaning} for q in QUALITY],
+        "checked": nv.checked, "unchecked": cases - nv.checked, "novel": nv.novel, "share": share,
+        "auto": nv.auto, "queued": nv.novel - nv.auto, "by_kind": {k: kinds[k] for k in dict.fromkeys(
+            [*NOVELTY_KINDS, *nv.kinds])},
+        "top_features": [{"feature": f, "count": n, "example": nv.examples[f]}
+                         for f, n in sorted(nv.features.items(), key=lambda fn: (-fn[1], fn[0]))[:TOP_FEATURES]],
+        "share_flag": share_flag, "auto_flag": nv.auto > 0, "flag": flag, "status": status, "judged_from": judged_from,
     }
 
 
@@ -247,22 +191,36 @@ def compute(rows: Sequence[Row], card: Mapping[str, Any], *, since: datetime | N
             last: int | None, bucket: Bucket | None = None, truncated: bool = False,
             thresholds: Thresholds = THRESHOLDS, audit_rates: Mapping[str, float] | None = None) -> dict[str, Any]:
     """All figures for the cases of one window, oldest first."""
-    bucket = bucket or choose_bucket(since, until, rows)
-    starts = bucket_starts(since, until, rows, bucket)
-    drift = input_drift(rows, card, thresholds)
+    bins = card_bins(card)
+    judge = Judge(audit_rates or {})
+    parts = [(hour, tally(group, bins, [judge(r) for r in group])) for hour, group in by_hour(rows).items()]
+    return from_parts(parts, card, bins, since=since, until=until, last=last, bucket=bucket, truncated=truncated,
+                      thresholds=thresholds, audit_rates=audit_rates or {})
+
+
+def from_parts(parts: Sequence[Part], card: Mapping[str, Any], bins: Mapping[str, FeatureBins], *,
+               since: datetime | None, until: datetime, last: int | None, bucket: Bucket | None = None,
+               truncated: bool = False, thresholds: Thresholds = THRESHOLDS,
+               audit_rates: Mapping[str, float]) -> dict[str, Any]:
+    """All figures for a window whose cases are tallied in `parts`, oldest first."""
+    total = Tally.total([t for _, t in parts])
+    end = max(until, total.last + timedelta(microseconds=1)) if total.last else until
+    step = buckets.choose(total.first, end, bucket)
+    starts = buckets.starts(total.first, end, step)
+    drift = [drift_of(name, b, total.features.get(name) or b.tally([]), thresholds) for name, b in bins.items()]
     fig: dict[str, Any] = {
         "window": {"since": since.isoformat() if since else None, "until": until.isoformat(), "last": last,
-                   "bucket": bucket, "cases": len(rows), "truncated": truncated,
-                   "first_case": rows[0]["created_at"].isoformat() if rows else None,
-                   "last_case": rows[-1]["created_at"].isoformat() if rows else None},
+                   "bucket": step.name, "bucket_hours": step.hours, "cases": total.cases, "truncated": truncated,
+                   "first_case": total.first.isoformat() if total.first else None,
+                   "last_case": total.last.isoformat() if total.last else None},
         "reference": {"model": card.get("id"), "test_accuracy": card.get("test", {}).get("accuracy"),
                       "class_distribution": card.get("class_distribution", {})},
         "thresholds": thresholds.__dict__.copy(),
         "drift": {"features": drift, "flagged": any(f["flag"] for f in drift)},
-        "novelty": novelty(rows, thresholds),
-        "outputs": outputs(rows, card, thresholds),
-        "quality": quality(rows, audit_rates),
-        "timeline": timeline(rows, starts, bucket),
+        "novelty": novelty(total.novelty, total.cases, thresholds),
+        "outputs": outputs(total, card, thresholds),
+        "quality": quality_of(total.judged, audit_rates),
+        "timeline": timeline(parts, starts, step),
     }
     fig["flags"] = flags(fig, card, thresholds)
     return fig

@@ -21,7 +21,7 @@ from decider.config import Settings
 from decider.db import PROJECT_ROOT, make_engine, now
 from decider.format import num
 from decider.monitoring import queries
-from decider.monitoring.service import DEFAULT_SPAN, aware, monitoring_figures
+from decider.monitoring.service import aware, default_since, monitoring_figures, thresholds_of
 from decider.registry.cards import card_path, read_card
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
@@ -47,7 +47,7 @@ def write_report(*, settings: Settings, since: datetime | None, until: datetime 
     model is the one the switch history says (a `decider models promote` the config has not caught up with)."""
     from decider.registry.deploy import live_state
 
-    since = aware(since) or now() - DEFAULT_SPAN
+    since = aware(since) or default_since()
     engine = make_engine(settings.database_url)
     try:
         with engine.connect() as conn:
@@ -57,7 +57,7 @@ def write_report(*, settings: Settings, since: datetime | None, until: datetime 
         # On a terminal, a bar while the cases load (the slow part on a big window); silent otherwise.
         with tqdm(total=min(total, last or total), unit="case", desc="reading cases", disable=None) as bar:
             fig = monitoring_figures(engine=engine, card=card, since=since, until=until, last=last,
-                                     progress=bar.update)
+                                     thresholds=thresholds_of(settings.monitoring), progress=bar.update)
         with engine.connect() as conn:  # all the live model's cases, not the window: evidence accumulates
             suggestion = evidence.suggestion(conn=conn, card=card, model_id=live_id,
                                              labels=card["classes"], target=REPORT_TARGET,

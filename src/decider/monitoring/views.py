@@ -17,7 +17,7 @@ from decider.errors import InvalidInput
 from decider.fields import Text
 from decider.monitoring.figures import Bucket
 from decider.monitoring.queries import MAX_ROWS
-from decider.monitoring.service import monitoring_figures
+from decider.monitoring.service import monitoring_figures, thresholds_of
 from decider.web.pages import AdminDep, render
 
 api_router = APIRouter(prefix="/api/v1/monitoring", tags=["monitoring"],
@@ -44,11 +44,13 @@ def iso_time(value: object) -> object:
 IsoTime = BeforeValidator(iso_time)
 Since = Annotated[datetime | None, IsoTime, Query(
     json_schema_extra=TIME_SCHEMA, description="Cases created at or after this time (ISO 8601; UTC if no zone). "
-    "Default: seven days ago, unless `last` is given.")]
+    "Default: seven days ago (from the start of that hour), unless `last` is given.")]
 Until = Annotated[datetime | None, IsoTime, Query(json_schema_extra=TIME_SCHEMA,
                                                   description="Cases created before this time. Default: now.")]
 Last = Annotated[int | None, Query(ge=1, le=MAX_ROWS, description="Only the newest N cases of the window.")]
-BucketQ = Annotated[Bucket | None, Query(description="Time series step; default hours up to two days, else days.")]
+BucketQ = Annotated[Bucket | None, Query(description="Time series step. Default: fitted to the span from the "
+                                         "window's first case, at most 60 buckets of 1, 2, 3, 4, 6, 8 or 12 hours, "
+                                         "or 1, 2, 3, 7, 14 or 28 days.")]
 
 
 @api_router.get("")
@@ -59,10 +61,11 @@ def monitoring_json(runtime: RuntimeDep, admin: AdminTokenDep, since: Since = No
     Drift compares the window's inputs with the live model's card. `novelty` counts the cases checked for
     inputs unlike the training data, those found novel (by kind, and the features most often out of range),
     and how many of them the model decided anyway. Each quality figure carries the count behind it (`n`) and
-    is null where nothing could be counted.
+    is null where nothing could be counted. Thresholds come from the `[monitoring]` section of config.toml.
     """
     return monitoring_figures(engine=runtime.engine, card=runtime.deployment.live.card, since=since,
-                              until=until, last=last, bucket=bucket)
+                              until=until, last=last, bucket=bucket,
+                              thresholds=thresholds_of(runtime.settings.monitoring))
 
 
 @page_router.get("/monitoring")
@@ -77,7 +80,8 @@ def monitoring_page(request: Request, runtime: RuntimeDep, user: AdminDep,
     form = {"since": since, "until": until, "last": last, "bucket": bucket}
     fig = monitoring_figures(engine=runtime.engine, card=runtime.deployment.live.card,
                              since=_parse(_TIME, "since", since), until=_parse(_TIME, "until", until),
-                             last=_parse(_LAST, "last", last), bucket=_parse(_BUCKET, "bucket", bucket))
+                             last=_parse(_LAST, "last", last), bucket=_parse(_BUCKET, "bucket", bucket),
+                             thresholds=thresholds_of(runtime.settings.monitoring))
     if format == "json":
         return JSONResponse(jsonable_encoder(fig))
     return render(request, "monitoring.html", fig=fig, form=form)

@@ -11,12 +11,14 @@
   Chart.defaults.maintainAspectRatio = false;
   Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
   Chart.defaults.plugins.legend.labels.boxWidth = 12;  // small legend keys leave the plot more room
-  var label = function (b) { return fig.window.bucket === "day" ? b.start.slice(0, 10) : b.start.slice(5, 16).replace("T", " "); };
-  var labels = fig.timeline.map(label);
+  // The time axis (monitoring/buckets.py): every bucket named in full in its tooltip; ticks on every k-th,
+  // as the figures give them ("14:00", with the date beneath where the day changes; "" where skipped).
+  var labels = fig.timeline.map(function (b) { return b.label; });
+  var timeTicks = { autoSkip: false, maxRotation: 0, callback: function (v, i) { return fig.timeline[i].tick; } };
   // A lone value (one bucket, or one bucket with data) would be a 2 px dot on a line: draw it larger.
   var radius = function (data) { return data.filter(function (v) { return v !== null; }).length > 1 ? 2 : 5; };
   var line = function (o) { o.pointRadius = radius(o.data); return o; };
-  var xTime = { offset: labels.length === 1 };  // a single bucket in the middle, not on the left edge
+  var xTime = { offset: labels.length === 1, ticks: timeTicks };  // a single bucket in the middle, not on the left edge
   // Many bins: label every other one counting back from the last, so the top bin (1.0, or ≥ the last
   // training quantile) always has its label; the tooltip names every bin.
   var binTicks = function (binLabels) {
@@ -33,7 +35,7 @@
       { type: "bar", label: "auto", data: fig.timeline.map(function (b) { return b.auto; }), backgroundColor: C.auto, stack: "c" },
       { type: "bar", label: "queued", data: fig.timeline.map(function (b) { return b.queued; }), backgroundColor: C.queue, stack: "c" },
       line({ type: "line", label: "automation rate", data: fig.timeline.map(function (b) { return b.automation_rate; }), borderColor: C.done, backgroundColor: C.done, yAxisID: "rate", spanGaps: true, clip: 6 })
-    ] }, options: { scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true, title: { display: true, text: "cases" } }, rate: pctAxis } } });
+    ] }, options: { scales: { x: { stacked: true, ticks: timeTicks }, y: { stacked: true, beginAtZero: true, title: { display: true, text: "cases" } }, rate: pctAxis } } });
   draw("chart-queue", { type: "line", data: { labels: labels, datasets: [
       line({ label: "queued", data: fig.timeline.map(function (b) { return b.queued; }), borderColor: C.queue, backgroundColor: C.queue }),
       line({ label: "audits", data: fig.timeline.map(function (b) { return b.audits; }), borderColor: C.audit, backgroundColor: C.audit }),
