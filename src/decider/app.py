@@ -24,6 +24,7 @@ from decider.automation.views import api_router as policy_api_router
 from decider.automation.views import page_router as policy_page_router
 from decider.cases.api import batch_router
 from decider.cases.api import router as cases_router
+from decider.cases.export_api import router as export_router
 from decider.cases.ingest import Ingestor
 from decider.cases.schemas import contract_schema
 from decider.config import Settings
@@ -118,6 +119,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware)  # outermost: times everything, labels by route template
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.include_router(export_router)  # before cases_router, whose /{case_id} would take 'export'
     app.include_router(cases_router)
     app.include_router(batch_router)
     app.include_router(webhooks_router)

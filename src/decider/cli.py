@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from sqlmodel import Session
@@ -18,6 +19,9 @@ from decider.config import Settings
 from decider.errors import DeciderError
 from decider.registry.cli import app as models_app
 from decider.webhooks.cli import app as webhooks_app
+
+if TYPE_CHECKING:
+    from decider.registry.artifacts import LoadedModel
 
 app = typer.Typer(help="Put a trained scikit-learn model to work on real decisions, safely.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -108,8 +112,12 @@ def train(
         min=0.1, max=0.8, help="Share of rows held out: half calibrates, half tests")] = 0.4,
     seed: Annotated[int, typer.Option(help="Random seed for the split and the estimators")] = 0,
     version: Annotated[int | None, typer.Option(help="Version number (default: next free)")] = None,
+    from_cases: Annotated[str | None, typer.Option(
+        "--from-cases", help="Train on the labelled cases instead: a `decider export` file (csv or jsonl), or "
+                             "`db` to read them from the configured database; each row weighted as sampled")] = None,
 ) -> None:
-    """Train a model version from a CSV (or the bundled iris data), calibrate it, and save it with its card."""
+    """Train a model version from a CSV, the labelled cases or the bundled iris data, calibrate it, and save it
+    with its card."""
     from tqdm import tqdm
 
     from decider.registry.cards import card_path, read_card
@@ -118,20 +126,31 @@ def train(
     from decider.registry.training import train as train_model
 
     settings = settings_or_exit(config)
+    if from_cases and (csv or target or exclude):
+        raise fail("--from-cases takes the live contract's fields and the final labels: leave out --csv, "
+                   "--target and --exclude")
     if csv is not None and not target:
         raise fail("--target is required with --csv (the label column)")
-    estimator = estimator or ("auto" if csv else "seed")
+    estimator = estimator or ("auto" if csv or from_cases else "seed")
     if estimator not in ESTIMATORS:
         raise fail(f"--estimator {estimator!r}: choose one of {', '.join(ESTIMATORS)}")
     if calibration not in CALIBRATIONS:
         raise fail(f"--calibration {calibration!r}: choose one of {', '.join(CALIBRATIONS)}")
+    live = None
     try:
-        data = csv_dataset(csv, target, tuple(exclude or ())) if csv else iris_dataset()  # type: ignore[arg-type]
-    except (OSError, ValueError) as exc:
-        raise fail(str(exc)) from None
+        if from_cases:
+            from decider.cases.export import training_data
+
+            data, live = training_data(settings, from_cases)
+        else:
+            data = csv_dataset(csv, target, tuple(exclude or ())) if csv else iris_dataset()  # type: ignore[arg-type]
+    except (OSError, ValueError, DeciderError) as exc:
+        raise fail(getattr(exc, "message", None) or str(exc)) from None
     for note in data.notes:
         typer.echo(f"note: {note}", err=True)
     out = settings.models_dir
+    if from_cases:  # the next version of the live model by default
+        name = name or (live.id.rsplit("-v", 1)[0] if live else Path(from_cases).stem)
     name = name or (csv.stem if csv else "iris")
     if problem := name_problem(f"{name}-v1"):
         raise fail(f"--name {name!r}: {problem}")
@@ -146,7 +165,7 @@ def train(
 
         try:
             artifact = train_model(data, name=name, version=version or next_version(out, name), out_dir=out,
-                                   select=select if csv or use else (select or 2), estimator=estimator,
+                                   select=select if csv or from_cases or use else (select or 2), estimator=estimator,
                                    calibration=calibration, holdout=holdout, seed=seed, use=use or None,
                                    progress=progress)
         except ValueError as exc:
@@ -158,7 +177,33 @@ def train(
                f"test accuracy {card['test']['accuracy']:.3f} (n={card['test']['n']}); calibration "
                f"({cal['method']}) ECE {cal['before']['ece']:.3f} -> {cal['after']['ece']:.3f}; novelty guard "
                f"flags {card['novelty']['flagged_on_test']:.1%} of test rows", err=True)
+    if from_cases:
+        _report_from_cases(card, out, live)
     typer.echo(card["id"])
+
+
+def _report_from_cases(card: dict[str, Any], models_dir: Path, live: LoadedModel | None) -> None:
+    """The weighted held-out figures, and whether the new version can shadow, then replace, the live one."""
+    from decider.registry.artifacts import load
+    from decider.runtime import require_fits
+
+    weighted = card["sample_weight"]
+    typer.echo(f"weighted by how each label was sampled (the {weighted['test_cases']:.0f} cases the test rows "
+               f"stand for): accuracy {weighted['test_accuracy']:.3f}, log loss {weighted['test_log_loss']:.3f}",
+               err=True)
+    if live is None:
+        typer.echo("note: the live version could not be loaded: check `decider models list` before shadowing",
+                   err=True)
+        return
+    new = load(models_dir, card["id"])
+    try:
+        require_fits(new, live.contract)
+    except DeciderError as exc:
+        raise fail(f"{new.id} cannot shadow {live.id}: {exc.message}", 1) from None
+    problems = new.contract.problems_replacing(live.contract)
+    later = f"; it cannot replace it: {'; '.join(problems)}" if problems else ", and later replace it"
+    typer.echo(f"{new.id} fits the contract of {live.id}: it can shadow it now (decider models shadow add "
+               f"{new.id}){later}", err=True)
 
 
 @app.command()
@@ -200,6 +245,57 @@ def report(
     past = "figure past its" if flagged == 1 else "figures past their"
     typer.echo(f"{cases} case{'' if cases == 1 else 's'}, {flagged} {past} threshold", err=True)
     typer.echo(str(out))
+
+
+@app.command()
+def export(
+    config: ConfigOpt = None,
+    since: Annotated[datetime | None, typer.Option(help="Cases created from DATE (UTC; default: the first)")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Cases created before DATE (UTC; default: now)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv (one column per contract field) or jsonl")] = "csv",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="File to write (default: standard output)")] = None,
+) -> None:
+    """Write every labelled case: its features, the model's output, the final label, who gave it, how it was
+    sampled (queued, audit, outcome, correction) and its training weight. `decider train --from-cases` reads it."""
+    from collections import Counter
+
+    from sqlalchemy.exc import SQLAlchemyError
+    from tqdm import tqdm
+
+    from decider.cases import export as cases_export
+    from decider.db import make_engine
+    from decider.monitoring.service import aware
+
+    if fmt not in cases_export.FORMATS:
+        raise fail(f"--format {fmt!r}: choose csv or jsonl")
+    settings = settings_or_exit(config)
+    engine = make_engine(settings.database_url)
+    sources: Counter[str] = Counter()
+    partial = out.with_name(f".{out.name}.partial") if out else None  # renamed when complete: never half a file
+    try:
+        since, until = aware(since), aware(until)
+        fields = cases_export.live_model(settings, engine).contract.names()
+        total = cases_export.count(engine, since=since, until=until) if sys.stderr.isatty() else None
+        with tqdm(total=total, desc="exporting", unit="case", disable=None, leave=False) as bar, \
+                (partial.open("w", newline="", encoding="utf-8") if partial else nullcontext(sys.stdout)) as sink:
+            def seen(records: list[dict[str, Any]]) -> None:
+                bar.update(len(records))
+                sources.update(r["label_source"] for r in records)
+
+            for chunk in cases_export.stream(engine, fields=fields, fmt=fmt, since=since,  # type: ignore[arg-type]
+                                             until=until, progress=seen):
+                sink.write(chunk)
+        if partial and out:
+            partial.replace(out)
+    except (DeciderError, OSError, SQLAlchemyError) as exc:
+        if partial:
+            partial.unlink(missing_ok=True)
+        raise fail(getattr(exc, "message", None) or f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
+    finally:
+        engine.dispose()
+    counts = ", ".join(f"{sources[s]} {s}" for s in cases_export.SOURCES if sources[s])
+    typer.echo(f"exported {sum(sources.values())} labelled cases ({counts or 'none'})"
+               + (f" to {out}" if out else ""), err=True)
 
 
 @app.command()

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,6 +54,11 @@ class Dataset:
     feature_names: list[str]
     source: str
     notes: list[str] = field(default_factory=list)  # what reading the data dropped, for the card
+    # How many cases each row stands for (cases/export.py: 1/p for an audit), passed to the estimator and the
+    # calibration map as sample_weight; None: every row counts once.
+    weight: np.ndarray | None = None
+    # Per column, whether the contract must allow a null even where these rows have none (the live one does).
+    nullable: np.ndarray | None = None
 
 
 def iris_dataset() -> Dataset:
@@ -117,6 +123,44 @@ def csv_dataset(path: Path, target: str, exclude: tuple[str, ...] = ()) -> Datas
     return Dataset(X, y, names, f"csv:{path.name} target={target}", notes)
 
 
+def cases_dataset(records: list[dict[str, Any]], fields: list[str], *, source: str,
+                  nullable: list[str] | tuple[str, ...] = ()) -> Dataset:
+    """Exported cases (cases/export.py) as a Dataset: `fields` are the columns, in the contract's order (a field
+    a case lacks is missing), the final label the target and each case's sampling weight its row's weight."""
+    rows = [r for r in records if str(r.get("label") or "").strip()]
+    if not rows:
+        raise ValueError(f"{source}: no labelled cases")
+    X = np.full((len(rows), len(fields)), np.nan)
+    for i, r in enumerate(rows):
+        for j, name in enumerate(fields):
+            value = r["features"].get(name)
+            X[i, j] = np.nan if value is None else float(value)
+    weight = np.array([float(r.get("weight") or 1.0) for r in rows])
+    if not np.isfinite(weight).all() or (weight <= 0).any():
+        bad = rows[int(np.flatnonzero(~np.isfinite(weight) | (weight <= 0))[0])]
+        raise ValueError(f"{source}: case {bad.get('case_id')}: weight {bad.get('weight')!r} is not a positive number")
+    for j, name in enumerate(fields):
+        if np.isnan(X[:, j]).all():
+            raise ValueError(f"{source}: no case has a value for {name!r}; a model cannot learn from it")
+    by_source = Counter(str(r.get("label_source")) for r in rows)
+    notes = ["labelled cases by source: " + ", ".join(f"{k} {v}" for k, v in sorted(by_source.items())),
+             f"sample weights from {weight.min():g} to {weight.max():g} (the rows stand for {weight.sum():.0f} cases)"]
+    if len(rows) < len(records):
+        notes.insert(0, f"{len(records) - len(rows)} cases without a label were left out")
+    y = np.array([str(r["label"]).strip() for r in rows])
+    return Dataset(X, y, list(fields), source, notes, weight=weight,
+                   nullable=np.array([name in nullable for name in fields]))
+
+
+def _fit(model: Any, X: np.ndarray, y: np.ndarray, weight: np.ndarray | None) -> Any:
+    """`model.fit`, with `sample_weight` routed to a pipeline's last step. Every estimator decider offers takes
+    it; one that did not would raise a TypeError here rather than count each row once in silence."""
+    if weight is None:
+        return model.fit(X, y)
+    key = f"{model.steps[-1][0]}__sample_weight" if isinstance(model, Pipeline) else "sample_weight"
+    return model.fit(X, y, **{key: weight})
+
+
 def make_estimator(kind: str, seed: int) -> BaseEstimator:
     """The few well-known estimators decider offers, each able to take a missing value."""
     if kind == "seed":  # the reference recipe: unregularised logistic regression on the raw features
@@ -140,14 +184,20 @@ def _single_threaded(model: Any) -> Any:
     return model
 
 
-def choose_estimator(X: np.ndarray, y: np.ndarray, seed: int, progress: Progress) -> tuple[str, dict[str, float]]:
-    """`auto`: the candidate with the best 3-fold cross-validated accuracy on the training rows; on a tie, the
-    simpler one (the order below)."""
+def choose_estimator(X: np.ndarray, y: np.ndarray, seed: int, progress: Progress,
+                     weight: np.ndarray | None = None) -> tuple[str, dict[str, float]]:
+    """`auto`: the candidate with the best 3-fold cross-validated accuracy on the training rows (fitted and
+    scored with the rows' weights when they have some); on a tie, the simpler one (the order below)."""
     folds = StratifiedKFold(n_splits=min(3, _smallest_class(y)), shuffle=True, random_state=seed)
     scores: dict[str, float] = {}
     for kind in ("logistic", "random_forest", "hist_gradient_boosting"):
         progress(f"cross-validating {kind}")
-        scores[kind] = float(np.mean(cross_val_score(make_estimator(kind, seed), X, y, cv=folds)))
+        if weight is None:
+            scores[kind] = float(np.mean(cross_val_score(make_estimator(kind, seed), X, y, cv=folds)))
+            continue
+        scores[kind] = float(np.mean([
+            accuracy_score(y[judge], _fit(make_estimator(kind, seed), X[fit], y[fit], weight[fit]).predict(X[judge]),
+                           sample_weight=weight[judge]) for fit, judge in folds.split(X, y)]))
     best = max(scores, key=lambda k: (round(scores[k], 3), -list(scores).index(k)))
     return best, scores
 
@@ -168,12 +218,14 @@ def select_features(X: np.ndarray, y: np.ndarray, k: int, kind: str, progress: P
     return [int(i) for i in np.flatnonzero(selector.get_support())]
 
 
-def calibrate(model: Any, X: np.ndarray, y: np.ndarray, method: str, seed: int) -> tuple[Any, str, dict[str, float]]:
+def calibrate(model: Any, X: np.ndarray, y: np.ndarray, method: str, seed: int,
+              weight: np.ndarray | None = None) -> tuple[Any, str, dict[str, float]]:
     """Fit a calibration map on rows the model never saw (the model itself is frozen, not refitted).
 
     `auto` chooses among no calibration, temperature scaling and (from 1,000 rows) isotonic regression by
     5-fold cross-validated log loss on the calibration rows: a map fitted on few rows can make matters worse,
-    and the rows it is judged on are not the test rows, which stay unseen.
+    and the rows it is judged on are not the test rows, which stay unseen. With `weight`, the map is fitted and
+    judged with the rows' weights.
     """
     if method == "auto" and _smallest_class(y) < 4:
         return model, "none", {}  # too few rows of some class to fit a map and judge it: keep the model's own
@@ -183,32 +235,36 @@ def calibrate(model: Any, X: np.ndarray, y: np.ndarray, method: str, seed: int) 
     scores: dict[str, float] = {}
     if method == "auto":
         candidates = ["none", "temperature"] + (["isotonic"] if len(y) >= ISOTONIC_FROM else [])
-        scores = {m: _cv_log_loss(model, X, y, m, seed) for m in candidates}
+        scores = {m: _cv_log_loss(model, X, y, m, seed, weight) for m in candidates}
         method = min(candidates, key=lambda m: (round(scores[m], 4), candidates.index(m)))
         scores = {m: v for m, v in scores.items() if math.isfinite(v)}  # JSON has no Infinity
-    return _fit_map(model, X, y, method), method, scores
+    return _fit_map(model, X, y, method, weight), method, scores
 
 
-def _fit_map(model: Any, X: np.ndarray, y: np.ndarray, method: str) -> Any:
+def _fit_map(model: Any, X: np.ndarray, y: np.ndarray, method: str, weight: np.ndarray | None = None) -> Any:
     if method == "none":
         return model
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
+        # The weights are for the map only: the frozen model is not refitted, which scikit-learn warns about.
+        warnings.filterwarnings("ignore", "Since FrozenEstimator does not appear to accept sample_weight")
         # The model is frozen, so the folds only split the rows it predicts: two will do.
-        return CalibratedClassifierCV(FrozenEstimator(model), method=method, cv=2).fit(X, y)
+        return CalibratedClassifierCV(FrozenEstimator(model), method=method, cv=2).fit(X, y, sample_weight=weight)
 
 
-def _cv_log_loss(model: Any, X: np.ndarray, y: np.ndarray, method: str, seed: int) -> float:
+def _cv_log_loss(model: Any, X: np.ndarray, y: np.ndarray, method: str, seed: int,
+                 weight: np.ndarray | None = None) -> float:
     folds = StratifiedKFold(n_splits=max(2, min(5, _smallest_class(y) // 2)), shuffle=True, random_state=seed)
     labels = list(model.classes_)
     losses = []
     for fit_rows, judge_rows in folds.split(X, y):
         if method != "none" and _smallest_class(y[fit_rows]) < 2:
             return math.inf
-        calibrated = _fit_map(model, X[fit_rows], y[fit_rows], method)
+        calibrated = _fit_map(model, X[fit_rows], y[fit_rows], method, None if weight is None else weight[fit_rows])
         with np.errstate(all="ignore"):
             proba = calibrated.predict_proba(X[judge_rows])
-        losses.append(log_loss(y[judge_rows], np.clip(proba, 1e-15, 1), labels=labels))
+        losses.append(log_loss(y[judge_rows], np.clip(proba, 1e-15, 1), labels=labels,
+                               sample_weight=None if weight is None else weight[judge_rows]))
     return float(np.mean(losses))
 
 
@@ -255,11 +311,13 @@ def _split(data: Dataset, holdout: float, seed: int) -> tuple[np.ndarray, ...]:
         rare = min(counts, key=lambda k: counts[k])
         raise ValueError(f"class {rare!r} has only {smallest} rows: each class needs at least 3 (one each to "
                          f"train, calibrate and test on); gather more, or drop the class")
-    X_train, X_held, y_train, y_held = train_test_split(
-        data.X, data.y, test_size=holdout, random_state=seed, stratify=data.y)
-    X_cal, X_test, y_cal, y_test = train_test_split(
-        X_held, y_held, test_size=0.5, random_state=seed, stratify=y_held if _smallest_class(y_held) >= 2 else None)
-    return X_train, X_cal, X_test, y_train, y_cal, y_test
+    # The row numbers ride along (they do not change the draw) to split the weights the same way.
+    X_train, X_held, y_train, y_held, r_train, r_held = train_test_split(
+        data.X, data.y, np.arange(len(data.y)), test_size=holdout, random_state=seed, stratify=data.y)
+    X_cal, X_test, y_cal, y_test, r_cal, r_test = train_test_split(
+        X_held, y_held, r_held, test_size=0.5, random_state=seed,
+        stratify=y_held if _smallest_class(y_held) >= 2 else None)
+    return X_train, X_cal, X_test, y_train, y_cal, y_test, r_train, r_cal, r_test
 
 
 def train(
@@ -277,7 +335,8 @@ def train(
         column = data.feature_names[int(np.flatnonzero(np.isnan(data.X).any(axis=0))[0])]
         raise ValueError(f"--estimator seed cannot take missing values, and column {column!r} has some; "
                          f"choose another estimator (each of the others can)")
-    X_train, X_cal, X_test, y_train, y_cal, y_test = _split(data, holdout, seed)
+    X_train, X_cal, X_test, y_train, y_cal, y_test, *rows = _split(data, holdout, seed)
+    w_train, w_cal, w_test = (None, None, None) if data.weight is None else (data.weight[r] for r in rows)
     chosen = list(range(data.X.shape[1]))
     if use and select is not None:
         raise ValueError("--use and --select both choose the columns: give one of them")
@@ -293,11 +352,11 @@ def train(
     cv_scores: dict[str, float] = {}
     kind = estimator
     if estimator == "auto":
-        kind, cv_scores = choose_estimator(X_train[:, chosen], y_train, seed, say)
+        kind, cv_scores = choose_estimator(X_train[:, chosen], y_train, seed, say, w_train)
     say(f"fitting {kind} on {len(y_train)} rows")
-    base = _single_threaded(clone(make_estimator(kind, seed)).fit(X_train[:, chosen], y_train))
+    base = _single_threaded(_fit(clone(make_estimator(kind, seed)), X_train[:, chosen], y_train, w_train))
     say(f"calibrating on {len(y_cal)} held-out rows")
-    model, method, calibration_cv = calibrate(base, X_cal[:, chosen], y_cal, calibration, seed)
+    model, method, calibration_cv = calibrate(base, X_cal[:, chosen], y_cal, calibration, seed, w_cal)
     labels = [str(c) for c in model.classes_]
     features = [data.feature_names[i] for i in chosen]
 
@@ -355,15 +414,29 @@ def train(
         },
         "novelty": guard.describe() | {"flagged_on_test": flagged_test},
         "contract": contract_from_columns(np.vstack([X_train, X_cal]), data.feature_names, data.source,
-                                          nullable=np.isnan(data.X).any(axis=0)),
+                                          nullable=np.isnan(data.X).any(axis=0) | (
+                                              False if data.nullable is None else data.nullable)),
         "class_distribution": {label: float(np.mean(y_train == label)) for label in labels},
         "feature_stats": {
             feature: feature_statistics(X_train[:, i], rng, SAMPLE_SIZE)
             for feature, i in zip(features, chosen, strict=True)
         },
     }
+    if data.weight is not None:
+        card["sample_weight"] = weighted_figures(proba, y_test, data.weight[rows[2]], labels) | {
+            "train_cases": float(data.weight[rows[0]].sum()), "min": float(data.weight.min()),
+            "max": float(data.weight.max())}
     card_path(artifact).write_text(json.dumps(card, indent=2) + "\n")
     return artifact
+
+
+def weighted_figures(proba: np.ndarray, y: np.ndarray, weight: np.ndarray, labels: list[str]) -> dict[str, Any]:
+    """Test figures with each row counted as the cases it stands for: estimates over the traffic the labels
+    were sampled from, where the unweighted ones describe the labelled rows (mostly the cases people saw)."""
+    predicted = np.asarray(labels)[proba.argmax(axis=1)]
+    return {"test_accuracy": float(accuracy_score(y, predicted, sample_weight=weight)),
+            "test_log_loss": float(log_loss(y, np.clip(proba, 1e-15, 1), labels=labels, sample_weight=weight)),
+            "test_cases": float(weight.sum())}
 
 
 def describe(model: Any) -> str:
