@@ -97,7 +97,7 @@ def test_promote_and_rollback_under_a_running_server(tmp_path, db_url):
         elif seen_v2 < c["started"] and c["ended"] < rollback_started:
             assert c["version"] == "iris-v2", c
     assert [(h["model_id"], h["previous"], h["actor"]) for h in history] == [
-        ("iris-v1", "iris-v2", "dave"), ("iris-v2", "iris-v1", "carol"), ("iris-v1", None, "config")]
+        ("iris-v1", "iris-v2", "cli:dave"), ("iris-v2", "iris-v1", "cli:carol"), ("iris-v1", None, "config")]
 
 
 def tamper(models: Path, model_id: str) -> None:
@@ -144,10 +144,12 @@ def test_refused_switches_leave_the_old_model_serving(tmp_path, sqlite_url):
     with server(config) as base:
         assert httpx.post(base + "/api/v1/cases", json={"features": SETOSA}, headers=headers
                           ).json()["model_version"] == "iris-v1"
-        # The same refusal when the switch comes from a config edit the running server picks up.
+        # The same refusal when the switch comes from a config edit the running server picks up: the server
+        # keeps serving the old version, so it stays ready (200) and says it is degraded.
         config.write_text(config.read_text().replace('live = "iris-v1"', 'live = "iris-v2"'))
-        ready = wait_for(lambda: (r := httpx.get(base + "/readyz")).status_code == 503 and r.json())
-        assert ready == {"status": "not ready", "reasons": ["a model switch was refused"]}
+        ready = wait_for(lambda: (r := httpx.get(base + "/readyz")).json()["status"] == "degraded" and r)
+        assert ready.status_code == 200
+        assert ready.json() == {"status": "degraded", "reasons": ["a model switch was refused"]}
         problem = httpx.get(base + "/api/v1/models", headers=admin).json()["deployment"]["problem"]
         assert "does not match its card" in problem and "still serving 'iris-v1'" in problem
         for _ in range(5):
@@ -155,7 +157,7 @@ def test_refused_switches_leave_the_old_model_serving(tmp_path, sqlite_url):
             assert r.status_code == 201 and r.json()["model_version"] == "iris-v1"
         # Putting the config back clears the problem.
         config.write_text(config.read_text().replace('live = "iris-v2"', 'live = "iris-v1"'))
-        wait_for(lambda: httpx.get(base + "/readyz").status_code == 200)
+        wait_for(lambda: httpx.get(base + "/readyz").json()["status"] == "ok")
     engine = make_engine(sqlite_url)
     with engine.connect() as conn:
         assert [h["model_id"] for h in deploy.history(conn)] == ["iris-v1"]  # no refused switch recorded

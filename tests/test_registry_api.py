@@ -74,7 +74,9 @@ def test_models_api_reports_roles_and_figures_per_version(tmp_path, db_url):
     status = {v["id"]: v["status"] for v in body["versions"]}
     assert status.pop("iris-v3").startswith("refused: model 'iris-v3' needs ['petal length (mm)']")  # as promote says
     assert set(status.values()) == {"ok"}
-    assert [(s["model_id"], s["actor"]) for s in body["history"]] == [("iris-v1", "config")]
+    # The config's roles as first seen, each recorded: shadows, candidate (with its share), live.
+    assert [(s["role"], s["model_id"], s["actor"]) for s in body["history"]] == [
+        ("shadow", "iris-v4", "config"), ("candidate", "iris-v2", "config"), ("live", "iris-v1", "config")]
     figures = {(f["model_version"], f["role"]): f for f in body["figures"]}
     assert set(figures) == {("iris-v1", "live"), ("iris-v2", "candidate"), ("iris-v4", "shadow")}
     assert sum(f["cases"] for k, f in figures.items() if k[1] != "shadow") == len(cases)

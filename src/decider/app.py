@@ -9,11 +9,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import text
 from sqlmodel import Session
 
 from decider import __version__
@@ -42,8 +41,10 @@ from decider.registry.views import router as models_page_router
 from decider.review.api import router as review_api_router
 from decider.review.views import router as review_router
 from decider.runtime import Runtime
+from decider.web.admin_users import router as admin_users_router
 from decider.web.headers import SecurityHeaders
 from decider.web.pages import router as pages_router
+from decider.web.readiness import ReadyOut, readiness
 from decider.webhooks.api import router as webhooks_router
 from decider.webhooks.courier import Courier
 
@@ -134,6 +135,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(policy_page_router)
     app.include_router(models_api_router)
     app.include_router(models_page_router)
+    app.include_router(admin_users_router)
 
     def openapi() -> dict[str, Any]:
         """The API description with the live input contract in the case schema, rebuilt when it changes."""
@@ -168,23 +170,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         return {"status": "ok"}
 
     @app.head("/readyz", include_in_schema=False)
-    @app.get("/readyz", tags=["health"], responses={503: {"description": "Not ready; `reasons` says why"}})
-    def readyz(runtime: RuntimeDep) -> JSONResponse:
-        """Ready or not, and why in words that name no path, key or value (admins see the details on
-        /admin/policy and /admin/models). A load balancer needs only the status code."""
-        reasons = []
-        try:
-            with runtime.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        except Exception:  # any failure here means "not ready"
-            reasons.append("database unavailable")
-        if "config" in runtime.problems:
-            reasons.append("a config edit was rejected")
-        if "models" in runtime.problems:
-            reasons.append("a model switch was refused")
-        body = {"status": "not ready" if reasons else "ok", "reasons": reasons}
-        return JSONResponse(body, 503 if reasons else 200)
-
+    @app.get("/readyz", tags=["health"], response_model=ReadyOut,
+             responses={503: {"model": ReadyOut, "description": "Cannot serve: the database does not answer"}})
+    def readyz(runtime: RuntimeDep, request: Request) -> JSONResponse:
+        """200 while this process can serve, also when degraded (a rejected config edit or a refused model
+        switch: it serves on the last good policy and models); 503 only when it cannot (no database). A
+        load balancer needs only the status code. The reasons name no path, key or value; with an admin's
+        review token the answer adds `details`, as on /admin/policy and /admin/models."""
+        return readiness(runtime, request.headers.get("authorization", ""))
     return app
 
 

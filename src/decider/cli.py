@@ -48,7 +48,9 @@ def serve(
     config: ConfigOpt = None,
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
-    workers: Annotated[int, typer.Option(help="Worker processes (use PostgreSQL for more than one)")] = 1,
+    workers: Annotated[int, typer.Option(
+        help="Worker processes: one per core serves the most (SQLite too, on this machine); servers on "
+             "several machines need PostgreSQL")] = 1,
 ) -> None:
     """Migrate the database, then serve the API and the review pages."""
     import uvicorn

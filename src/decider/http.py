@@ -115,6 +115,13 @@ def install_error_handlers(app: FastAPI) -> None:
             headers["Allow"] = ", ".join(allowed)
             detail = detail or f"{request.method} is not allowed on {request.url.path} (allowed: {headers['Allow']})"
         detail = detail or phrase
+        if status == 404 and exc.detail in (None, "", phrase):
+            from decider.web.pages import not_found_page, wants_html
+
+            if wants_html(request):  # no such route, asked for by a browser: a page with a way back
+                return not_found_page(request)
+            if "application/json" in request.headers.get("accept", ""):  # an API client, wherever it asked
+                return json_error(detail, status, field, headers or None)
         if for_people(request):
             from decider.web.pages import error_page
 

@@ -9,7 +9,9 @@ Two kinds of bearer credential, each doing only what its holder needs:
 
 from __future__ import annotations
 
+import getpass
 import hashlib
+import os
 import re
 import secrets
 import time
@@ -22,7 +24,7 @@ from sqlalchemy import Connection, Engine, delete, func, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
-from decider.auth.tables import ApiKey, AppSetting, User, UserSession
+from decider.auth.tables import AccountChange, ApiKey, AppSetting, User, UserSession
 from decider.db import now
 from decider.errors import Conflict, Forbidden, InvalidInput, Unauthorized
 
@@ -60,6 +62,22 @@ class Person:
     role: str
 
 
+def machine_actor(user: str | None = None) -> str:
+    """Who acts from a command on the server's machine: `cli:<user>` (the login, or `--actor`), never a
+    page login's name (those cannot start with `cli:`), so the history tells the two apart."""
+    return "cli:" + (user or os.environ.get("USER") or getpass.getuser())
+
+
+def record(session: Session, *, actor: str | None, action: str, target: str, detail: str | None = None) -> None:
+    """One line of the account history; `actor` None is a command on this machine (`machine_actor`)."""
+    session.add(AccountChange(actor=actor or machine_actor(), action=action, target=target, detail=detail))
+
+
+def account_history(*, session: Session, limit: int = 50) -> list[AccountChange]:
+    """The most recent changes to logins, keys and tokens first."""
+    return list(session.exec(select(AccountChange).order_by(AccountChange.id.desc()).limit(limit)))  # type: ignore[union-attr]
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -82,39 +100,48 @@ def _active(session: Session, *, name: str, scope: str) -> ApiKey | None:
                                              ApiKey.revoked_at.is_(None))).first()  # type: ignore[union-attr]
 
 
-def create_api_key(*, session: Session, name: str) -> str:
+def create_api_key(*, session: Session, name: str, actor: str | None = None) -> str:
     """Store a new client key's hash and return the key itself: the only time it is ever seen."""
     check_name(name, "client")
     if _active(session, name=name, scope="client"):
-        raise Conflict(f"client {name!r} already has a live key (revoke it first, or rotate it)")
+        raise Conflict(f"client {name!r} already has a live key (revoke it first, or rotate it)", field="name")
+    record(session, actor=actor, action="key created", target=name)
     return _new_key(session, name=name, scope="client")
 
 
-def revoke_api_key(*, session: Session, name: str, scope: str = "client") -> None:
+def revoke_api_key(*, session: Session, name: str, scope: str = "client", actor: str | None = None) -> None:
     row = _active(session, name=name, scope=scope)
     if row is None:
         kind = "client key" if scope == "client" else "review token"
-        raise InvalidInput(f"no live {kind} named {name!r}")
+        raise InvalidInput(f"no live {kind} named {name!r}", field="name")
     row.revoked_at = now()
     session.add(row)
+    record(session, actor=actor, action="key revoked" if scope == "client" else "token revoked", target=name)
     _key_cache.clear()
 
 
-def rotate_api_key(*, session: Session, name: str) -> str:
+def rotate_api_key(*, session: Session, name: str, actor: str | None = None) -> str:
     """Revoke the client's key and give it a new one under the same name, in one transaction."""
-    revoke_api_key(session=session, name=name)
+    row = _active(session, name=name, scope="client")
+    if row is None:
+        raise InvalidInput(f"no live client key named {name!r}", field="name")
+    row.revoked_at = now()
+    session.add(row)
+    _key_cache.clear()
     session.flush()
+    record(session, actor=actor, action="key rotated", target=name)
     return _new_key(session, name=name, scope="client")
 
 
-def create_review_token(*, session: Session, user_name: str) -> str:
+def create_review_token(*, session: Session, user_name: str, actor: str | None = None) -> str:
     """A personal token for the review API; replaces the person's previous token."""
     user = _user(session, user_name)
     if user.disabled_at is not None:
         raise Conflict(f"user {user_name!r} is disabled")
     if _active(session, name=user.name, scope="review"):
-        revoke_api_key(session=session, name=user.name, scope="review")
+        revoke_api_key(session=session, name=user.name, scope="review", actor=actor)
         session.flush()
+    record(session, actor=actor, action="token created", target=user.name)
     return _new_key(session, name=user.name, scope="review", user_id=user.id)
 
 
@@ -169,7 +196,7 @@ def _check_password(password: str) -> None:
         raise InvalidInput("password must be at least 8 characters", field="password")
 
 
-def add_user(*, session: Session, name: str, password: str, role: str) -> User:
+def add_user(*, session: Session, name: str, password: str, role: str, actor: str | None = None) -> User:
     if role not in ROLES:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)} (got {role!r})", field="role")
     check_name(name, "user")
@@ -179,6 +206,7 @@ def add_user(*, session: Session, name: str, password: str, role: str) -> User:
         raise Conflict(f"a user named {name!r} already exists")
     user = User(name=name, password_hash=_hasher.hash(password), role=role)
     session.add(user)
+    record(session, actor=actor, action="user added", target=name, detail=role)
     session.flush()
     return user
 
@@ -187,7 +215,7 @@ def end_sessions(session: Session, user_id: int) -> None:
     session.exec(delete(UserSession).where(UserSession.user_id == user_id))  # type: ignore[call-overload,arg-type]
 
 
-def set_password(*, session: Session, name: str, password: str) -> User:
+def set_password(*, session: Session, name: str, password: str, actor: str | None = None) -> User:
     """A new password; every browser session of the person ends, so a stolen cookie stops working too, and
     the name's failed-login counters are cleared, so an owner locked out can log in at once. The person's
     review token is a credential of its own: `revoke_review_token` ends it."""
@@ -199,20 +227,22 @@ def set_password(*, session: Session, name: str, password: str) -> User:
     session.add(user)
     end_sessions(session, user.id)  # type: ignore[arg-type]
     forget_name(session.connection(), user.name)
+    record(session, actor=actor, action="password set", target=user.name)
     return user
 
 
-def revoke_review_token(*, session: Session, user_name: str) -> None:
-    revoke_api_key(session=session, name=_user(session, user_name).name, scope="review")
+def revoke_review_token(*, session: Session, user_name: str, actor: str | None = None) -> None:
+    revoke_api_key(session=session, name=_user(session, user_name).name, scope="review", actor=actor)
 
 
-def set_disabled(*, session: Session, name: str, disabled: bool) -> User:
+def set_disabled(*, session: Session, name: str, disabled: bool, actor: str | None = None) -> User:
     """Disable (no login, sessions ended, tokens refused) or enable a person again."""
     user = _user(session, name)
     user.disabled_at = now() if disabled else None
     session.add(user)
     if disabled:
         end_sessions(session, user.id)  # type: ignore[arg-type]
+    record(session, actor=actor, action="disabled" if disabled else "enabled", target=user.name)
     return user
 
 

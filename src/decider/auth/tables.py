@@ -72,3 +72,17 @@ class AppSetting(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=100)
     value: str = Field(max_length=2000)
+
+
+class AccountChange(SQLModel, table=True):
+    """Who changed which login, key or token, and when: `actor` is a person's name (an admin page) or
+    `cli:<user>` (a command on the server's machine). Never holds a password or a key."""
+
+    __tablename__ = "account_change"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=now, sa_type=UTCDateTime, index=True)
+    actor: str = Field(max_length=100)
+    action: str = Field(max_length=40)  # user added, password set, disabled, enabled, key created, ...
+    target: str = Field(max_length=100)  # the person's or the client's name
+    detail: str | None = Field(default=None, max_length=200)

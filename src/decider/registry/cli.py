@@ -1,9 +1,10 @@
-"""`decider models ...`: list the versions, promote one, roll back, show the switch history."""
+"""`decider models ...`: list the versions, promote one, roll back, set the candidate and the shadows, show
+the history. Every change goes through `registry/deploy.py: apply`, as the admin page's do."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,8 +12,14 @@ from decider.cli_support import ConfigOpt, fail, settings_or_exit
 from decider.errors import DeciderError
 from decider.format import pct
 
-app = typer.Typer(help="Model versions: list them, promote one to live, roll back.", no_args_is_help=True)
-ActorOpt = Annotated[str | None, typer.Option(help="Who is switching (default: $USER)")]
+if TYPE_CHECKING:
+    from decider.registry.deploy import Change
+
+app = typer.Typer(help="Model versions: list them, promote one to live, roll back, set the candidate and "
+                  "shadows.", no_args_is_help=True)
+ActorOpt = Annotated[str | None, typer.Option(help="Who is switching, recorded as cli:NAME (default: $USER)")]
+shadow_app = typer.Typer(help="Shadow versions: score every case, decide nothing.", no_args_is_help=True)
+app.add_typer(shadow_app, name="shadow")
 
 
 def _engine(settings):  # type: ignore[no-untyped-def]
@@ -31,9 +38,10 @@ def list_models(config: ConfigOpt = None) -> None:
     settings = settings_or_exit(config)
     engine = _engine(settings)
     with engine.connect() as conn:
-        live = deploy.live_state(conn, settings).model_id
-    m = settings.models
-    current = stats.roles(live=live, candidate=m.candidate, canary_percent=m.canary_percent, shadows=m.shadow)
+        now = deploy.state(conn, settings).roles
+    live = now.live
+    current = stats.roles(live=live, candidate=now.candidate, canary_percent=now.canary_percent,
+                          shadows=now.shadows)
     from decider.registry.artifacts import load
 
     try:
@@ -52,51 +60,92 @@ def list_models(config: ConfigOpt = None) -> None:
     engine.dispose()
 
 
-def _switch(config: Path | None, target: str | None, actor: str | None) -> None:
+def _change(config: Path | None, change: Change, actor: str | None) -> None:
+    """Check and record `change`; print what changed (a change already in force exits 0, recording nothing)."""
+    from decider.auth.service import machine_actor
     from decider.registry import deploy
 
     settings = settings_or_exit(config)
     engine = _engine(settings)
-    if target is not None:
-        with engine.connect() as conn:
-            live = deploy.live_state(conn, settings).model_id
-        if live == target:  # re-running a promote is a normal script step: nothing to do, not a refusal
-            engine.dispose()
-            typer.echo(f"live: {target} is already live; nothing recorded", err=True)
-            typer.echo(target)
-            return
     try:
-        old, new = deploy.switch(engine, settings, target=target, actor=actor or deploy.default_actor())
+        before, after = deploy.apply(engine, settings, change, actor=machine_actor(actor))
+    except deploy.NothingToDo as exc:  # re-running a promote is a normal script step, not a refusal
+        typer.echo(f"{exc.message}; nothing recorded", err=True)
+        with engine.connect() as conn:
+            after = deploy.state(conn, settings).roles
+        typer.echo(after.live if change.action in ("promote", "rollback") else change.target)
+        return
     except DeciderError as exc:
-        raise fail(f"{exc.message}; the live model is unchanged") from None
+        unchanged = "live model" if change.action in ("promote", "rollback") else "deployment"
+        raise fail(f"{exc.message}; the {unchanged} is unchanged") from None
     finally:
         engine.dispose()
-    typer.echo(f"live: {old} -> {new} (running servers follow within "
-               f"{settings.server.reload_seconds:g} s)", err=True)
-    typer.echo(new)
+    follow = f"(running servers follow within {settings.server.reload_seconds:g} s)"
+    if change.action in ("promote", "rollback"):
+        typer.echo(f"live: {before.live} -> {after.live} {follow}", err=True)
+        typer.echo(after.live)
+    elif change.action == "candidate":
+        was = f"{before.candidate} at {before.canary_percent:g}%" if before.candidate else "none"
+        now = f"{after.candidate} at {after.canary_percent:g}%" if after.candidate else "none"
+        typer.echo(f"candidate: {was} -> {now} {follow}", err=True)
+    else:
+        typer.echo(f"shadows: {', '.join(before.shadows) or 'none'} -> {', '.join(after.shadows) or 'none'} "
+                   f"{follow}", err=True)
 
 
-@app.command()
+@app.command(help="Make NAME the live model, after checking its features, sha256 and types. Promote an earlier "
+                  "version to go back more than one switch.")
 def promote(name: str, config: ConfigOpt = None, actor: ActorOpt = None) -> None:
-    """Make NAME the live model, after checking its features, sha256 and types."""
-    _switch(config, name, actor)
+    from decider.registry.deploy import Change
+
+    _change(config, Change("promote", name), actor)
+
+
+@app.command(help="Undo the last switch: the version live before the current one is live again. Run twice, it "
+                  "returns to where it started (the second undoes the first); to go back further, promote that "
+                  "version.")
+def rollback(config: ConfigOpt = None, actor: ActorOpt = None) -> None:
+    from decider.registry.deploy import Change
+
+    _change(config, Change("rollback"), actor)
 
 
 @app.command()
-def rollback(config: ConfigOpt = None, actor: ActorOpt = None) -> None:
-    """Return to the version that was live before the current one."""
-    _switch(config, None, actor)
+def candidate(
+    name: Annotated[str, typer.Argument(help="The candidate version, or 'none' to end the canary")],
+    percent: Annotated[float, typer.Option(min=0, max=100, help="Share of cases it scores and decides")] = 10.0,
+    config: ConfigOpt = None, actor: ActorOpt = None,
+) -> None:
+    """Set the canary: NAME scores PERCENT of cases (chosen by their key), after the same checks as a shadow."""
+    from decider.registry.deploy import Change
+
+    _change(config, Change("candidate", "" if name == "none" else name, percent), actor)
+
+
+@shadow_app.command("add")
+def shadow_add(name: str, config: ConfigOpt = None, actor: ActorOpt = None) -> None:
+    """Add NAME to the shadows, after checking it scores from what clients send."""
+    from decider.registry.deploy import Change
+
+    _change(config, Change("shadow-add", name), actor)
+
+
+@shadow_app.command("remove")
+def shadow_remove(name: str, config: ConfigOpt = None, actor: ActorOpt = None) -> None:
+    """Stop NAME scoring in the shadow."""
+    from decider.registry.deploy import Change
+
+    _change(config, Change("shadow-remove", name), actor)
 
 
 @app.command("history")
 def show_history(config: ConfigOpt = None, limit: int = 20) -> None:
-    """The most recent switches: when, to which version, from which, by whom."""
+    """The most recent changes of every role: when, which role, what changed, by whom."""
     from decider.registry import deploy
 
     settings = settings_or_exit(config)
     engine = _engine(settings)
     with engine.connect() as conn:
         for s in deploy.history(conn, limit):
-            typer.echo(f"{s['at']:%Y-%m-%d %H:%M:%S}  {s['model_id']:<20} from {s['previous'] or '-':<20} "
-                       f"by {s['actor']}")
+            typer.echo(f"{s['at']:%Y-%m-%d %H:%M:%S}  {s['role']:<9} {deploy.describe(s):<44} by {s['actor']}")
     engine.dispose()

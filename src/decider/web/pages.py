@@ -117,6 +117,24 @@ def error_page(request: Request, message: str, status_code: int) -> Response:
     return render(request, "error.html", status_code=status_code, message=message)
 
 
+def wants_html(request: Request) -> bool:
+    """A browser opening a URL (it asks for text/html), not an API client, which keeps its JSON."""
+    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
+
+
+def not_found_page(request: Request) -> Response:
+    """The 404 a browser gets for an unknown URL: a page saying so, with the way back to where it can go.
+    Who is logged in is looked up softly (no route ran to do it), so the navigation shows for them."""
+    sid = request.session.get("sid")  # pages and every path outside /api/ have a session (http.PageSessions)
+    if isinstance(sid, str) and getattr(request.state, "user", None) is None:
+        try:
+            with request.app.state.runtime.engine.connect() as conn:
+                request.state.user = sessions.person(conn=conn, sid=sid)
+        except Exception:  # no database: still answer the 404, without the navigation
+            request.state.user = None
+    return render(request, "not_found.html", status_code=404, path=request.url.path)
+
+
 @router.get("/login")
 def login_form(request: Request, next: str = "/review") -> HTMLResponse:
     return render(request, "login.html", next=safe_next(next))
