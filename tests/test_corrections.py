@@ -79,6 +79,12 @@ def test_a_correction_keeps_the_trail_tells_the_client_and_feeds_the_figures(tmp
         with engine.connect() as conn:
             labels = dict(conn.execute(select(CASE.c.id, CASE.c.review_label)).all())
         assert labels[queued["id"]] == "virginica" and labels[auto["id"]] is None
+        # The case page lists the deliveries to an admin (the endpoint URL is not a reviewer's business).
+        logged_in(client, "root")
+        page = client.get(f"/review/cases/{auto['id']}").text
+        assert 'id="deliveries"' in page and "case.corrected" in page and "http://127.0.0.1:9/" in page
+        logged_in(client, "alice")
+        assert 'id="deliveries"' not in client.get(f"/review/cases/{queued['id']}").text
 
 
 def test_undo_takes_a_decision_back_within_its_window_and_withdraws_the_webhook(tmp_path, db_url):

@@ -16,6 +16,7 @@ from decider.fields import Text
 from decider.registry.cards import out_of_range, percentile
 from decider.review import service
 from decider.web.pages import CsrfField, UserDep, check_csrf, flash, render
+from decider.webhooks.service import deliveries
 
 router = APIRouter(prefix="/review", include_in_schema=False)
 PAGE = 50
@@ -61,12 +62,13 @@ def case_page(request: Request, runtime: RuntimeDep, user: UserDep, case_id: Cas
             except Conflict as exc:
                 held_by_other = exc.message
         events = service.history(conn=conn, case=case)
+        sent = deliveries(conn, case_id) if user.role == "admin" else []
     hidden = service.model_hidden(case)
     may_correct = case["status"] == "decided" and (user.role == "admin" or case["decided_by"] == user.name)
     return render(request, "case.html", case=service.reviewer_view(case), hide_model=hidden,
                   features=_features(runtime, case["features"]), events=[service.event_view(e, hidden) for e in events],
                   labels=runtime.deployment.live.labels, held_by_other=held_by_other, undo=_undo(request),
-                  may_correct=may_correct)
+                  may_correct=may_correct, deliveries=sent)
 
 
 def _undo(request: Request) -> dict[str, Any] | None:

@@ -6,13 +6,12 @@ from datetime import datetime
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
 from decider.cases import service
 from decider.cases.api import ERRORS
 from decider.cases.schemas import CaseId
 from decider.deps import ClientDep, RuntimeDep
-from decider.webhooks.outbox import DELIVERY, ENDPOINT
+from decider.webhooks.service import deliveries
 
 router = APIRouter(prefix="/api/v1/cases", tags=["cases"], responses=ERRORS)
 
@@ -28,12 +27,6 @@ class DeliveryOut(BaseModel):
     created_at: datetime
     next_attempt_at: datetime
     delivered_at: datetime | None
-
-
-def deliveries(conn, case_id: int) -> list[dict]:  # type: ignore[no-untyped-def]
-    query = select(DELIVERY, ENDPOINT.c.url).join(ENDPOINT, ENDPOINT.c.id == DELIVERY.c.endpoint_id).where(
-        DELIVERY.c.case_id == case_id).order_by(DELIVERY.c.id)
-    return [dict(r) for r in conn.execute(query).mappings()]
 
 
 @router.get("/{case_id}/deliveries", response_model=list[DeliveryOut])

@@ -88,3 +88,10 @@ def replay(conn: Connection, *, actor: str, delivery_id: int | None = None, case
         status="pending", next_attempt_at=now(), lease_until=None, lease_token=None, created_at=now(),
         detail={"replayed_by": actor, "replayed_at": now().isoformat()}))
     return int(result.rowcount)
+
+
+def deliveries(conn: Connection, case_id: int) -> list[dict[str, Any]]:
+    """A case's deliveries, oldest first, with the endpoint's URL (never its secret)."""
+    query = select(DELIVERY, ENDPOINT.c.url).join(ENDPOINT, ENDPOINT.c.id == DELIVERY.c.endpoint_id).where(
+        DELIVERY.c.case_id == case_id).order_by(DELIVERY.c.id)
+    return [dict(r) for r in conn.execute(query).mappings()]
