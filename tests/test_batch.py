@@ -129,6 +129,25 @@ def test_batch_cases_are_routed_as_single_cases(tmp_path, db_url):
         {k: v for k, v in s.items() if k not in drop} for s in singles]
 
 
+def test_a_full_batch_answers_each_case_with_its_own_stored_row(tmp_path, db_url):
+    # 300 cases: past the size at which PostgreSQL inserts without RETURNING and reads the ids back by key.
+    cases = [{"features": {"sepal length (cm)": 4.5 + (i % 30) / 10, WIDTH: (i % 25) / 10}, "key": f"full-{i}"}
+             for i in range(299)] + [{"features": AMBIGUOUS}]
+    with api(settings_for(tmp_path, db_url)) as (client, h):
+        submit(client, h, SETOSA)  # ids do not start at 1
+        results = post(client, h, cases)
+        assert {r["status"] for r in results} == {201}
+        with client.app.state.runtime.engine.connect() as conn:
+            rows = {r["id"]: r for r in conn.execute(select(Case)).mappings()}
+        assert len({r["case"]["id"] for r in results}) == 300
+        for case, result in zip(cases, results, strict=True):
+            row = rows[result["case"]["id"]]
+            assert row["features"] == case["features"] and row["key"] == result["case"]["key"]
+            assert case.get("key", row["key"]) == row["key"]
+            assert (row["route"], row["prediction"]) == (result["case"]["route"], result["case"]["prediction"])
+            assert row["review_label"] is None and row["claimed_by"] is None and row["outcome"] is None
+
+
 def test_shadow_models_score_batch_cases(tmp_path, sqlite_url):
     models = model_versions(tmp_path)
     settings = settings_for(tmp_path, sqlite_url, models_dir=models, models='shadow = ["iris-v2"]')

@@ -166,8 +166,11 @@ class BodyLimit:
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await self._refuse(send, limit)
             return
-        # Read the whole body first (it is small by definition), so an oversized stream is refused
-        # before the app sees any of it; the app then reads the buffered body.
+        if declared is not None:  # the server delivers no more than the declared length: nothing to count
+            await self.app(scope, receive, send)
+            return
+        # Without a declared length (chunked), read the whole body first (it is small by definition), so an
+        # oversized stream is refused before the app sees any of it; the app then reads the buffered body.
         chunks, seen, more = [], 0, True
         while more:
             message = await receive()
