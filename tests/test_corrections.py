@@ -162,6 +162,11 @@ def test_escalation_marks_overdue_sends_the_event_and_puts_the_case_first(tmp_pa
         got = client.get(f"/api/v1/cases/{newer['id']}", headers=headers).json()
         assert got["status"] == "pending"  # escalated, not decided
         assert [t for t, _ in events_of(engine, newer["id"])] == ["case.overdue"]
+        assert "decider_queue_overdue 1.0" in client.get("/metrics").text
         alice = review_headers(client, "alice")
         assert client.post("/api/v1/review/claim", headers=alice).json()["id"] == newer["id"]  # the urgent one
+        client.post(f"/api/v1/review/cases/{newer['id']}/resolve", headers=alice, json={"label": "setosa"})
+        metrics = client.get("/metrics").text
+        assert "decider_queue_overdue 0.0" in metrics
+        assert 'decider_time_to_decision_seconds{quantile="0.5"}' in metrics
         assert older["id"] < newer["id"]

@@ -47,6 +47,7 @@ from decider.web.pages import router as pages_router
 from decider.web.readiness import ReadyOut, readiness
 from decider.webhooks.api import router as webhooks_router
 from decider.webhooks.courier import Courier
+from decider.webhooks.views import router as webhooks_page_router
 
 log = logging.getLogger("decider")
 STATIC_DIR = __file__.rsplit("/", 1)[0] + "/static"
@@ -136,6 +137,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(models_api_router)
     app.include_router(models_page_router)
     app.include_router(admin_users_router)
+    app.include_router(webhooks_page_router)
 
     def openapi() -> dict[str, Any]:
         """The API description with the live input contract in the case schema, rebuilt when it changes."""

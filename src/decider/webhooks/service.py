@@ -73,16 +73,17 @@ def endpoints(conn: Connection) -> list[dict[str, Any]]:
 
 
 def replay(conn: Connection, *, actor: str, delivery_id: int | None = None, case_id: int | None = None,
-           failed: bool = False) -> int:
-    """Send again (same `webhook-id`): one delivery, a case's, or every failed one; how many were queued."""
-    where = []
+           failed: bool = False, endpoint_id: int | None = None) -> int:
+    """Send again (same `webhook-id`): one delivery, a case's, or every failed one (of one endpoint); how many
+    were queued. The retry period starts again."""
+    where = [] if endpoint_id is None else [DELIVERY.c.endpoint_id == endpoint_id]
     if delivery_id is not None:
         where.append(DELIVERY.c.id == delivery_id)
     if case_id is not None:
         where.append(DELIVERY.c.case_id == case_id)
     if failed:
         where.append(DELIVERY.c.status == "failed")
-    if not where:
+    if delivery_id is None and case_id is None and not failed:
         raise InvalidInput("replay: name a delivery, a case, or --failed")
     result = conn.execute(update(DELIVERY).where(*where).values(
         status="pending", next_attempt_at=now(), lease_until=None, lease_token=None, created_at=now(),
