@@ -27,10 +27,11 @@ LISTED = 12  # field names quoted in an error message, at most
 @dataclass(frozen=True)
 class FieldSpec:
     name: str
-    type: str = "number"
+    type: str = "number"  # number | category | boolean
     minimum: float | None = None  # seen in training: a hint, not a limit (the novelty guard judges values)
     maximum: float | None = None
     nullable: bool = False  # missing in some training rows, so a model trained on them can take a null
+    categories: tuple[str, ...] = ()  # a category field's values seen in training, in the card's order
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,8 @@ class Contract:
 
     @property
     def version(self) -> str:
-        interface = sorted((f.name, f.type, f.nullable) for f in self.fields.values())
+        interface = sorted((f.name, f.type, f.nullable, *([list(f.categories)] if f.categories else []))
+                           for f in self.fields.values())
         return hashlib.sha256(json.dumps(interface).encode()).hexdigest()[:12]
 
     def names(self) -> list[str]:
@@ -103,7 +105,8 @@ class Contract:
 
     def as_dict(self) -> dict[str, Any]:
         return {"version": self.version, "source": self.source,
-                "fields": {n: {"type": f.type, "min": f.minimum, "max": f.maximum, "nullable": f.nullable}
+                "fields": {n: {"type": f.type, "min": f.minimum, "max": f.maximum, "nullable": f.nullable,
+                               **({"categories": list(f.categories)} if f.categories else {})}
                            for n, f in self.fields.items()}}
 
 
@@ -126,7 +129,8 @@ def contract_of(card: Mapping[str, Any]) -> Contract:
     declared = card.get("contract")
     if isinstance(declared, Mapping) and isinstance(declared.get("fields"), Mapping):
         fields = {str(n): FieldSpec(str(n), str(f.get("type", "number")), f.get("min"), f.get("max"),
-                                    bool(f.get("nullable", False)))
+                                    bool(f.get("nullable", False)),
+                                    tuple(str(c) for c in f.get("categories", ())))
                   for n, f in declared["fields"].items()}
         return Contract(fields, declared.get("source"))
     stats = card.get("feature_stats", {})
