@@ -25,7 +25,7 @@ from decider.cases.api import batch_router
 from decider.cases.api import router as cases_router
 from decider.cases.export_api import router as export_router
 from decider.cases.ingest import Ingestor
-from decider.cases.schemas import contract_schema
+from decider.cases.schemas import CaseIn, contract_schema
 from decider.config import Settings
 from decider.db import make_engine
 from decider.deps import RuntimeDep
@@ -105,6 +105,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         "a client key (`decider keys create NAME`) for cases and outcomes, a person's review token "
         "(`decider users token NAME`) for the review API and, for admins, the monitoring, models and policy APIs.",
         lifespan=lifespan,
+        # decider exports its own Prometheus metrics; FastAPI's OpenTelemetry hooks would cost every request a
+        # check for a configured provider.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         openapi_url="/openapi.json" if settings.server.docs else None,  # server.docs = false: both 404
         docs_url=None,  # served below from vendored files: the default loads Swagger UI from a CDN
         redoc_url=None,  # ReDoc would load from a CDN too; one documentation page is enough
@@ -147,9 +150,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         if cached is None or cached[0] != key:
             schema = get_openapi(title=app.title, version=app.version, description=app.description,
                                  routes=app.routes)
-            case_in = schema.get("components", {}).get("schemas", {}).get("CaseIn")
-            if case_in is not None:
-                case_in["properties"]["features"] = contract_schema(dep.contract, dep.required)
+            # POST /api/v1/cases reads its own body (cases/api.py), so CaseIn is added here, not by FastAPI.
+            case_in = schema.setdefault("components", {}).setdefault("schemas", {}).setdefault(
+                "CaseIn", CaseIn.model_json_schema(ref_template="#/components/schemas/{model}"))
+            case_in["properties"]["features"] = contract_schema(dep.contract, dep.required)
             cached = app.state.openapi = (key, schema)
         return cached[1]
 

@@ -36,10 +36,16 @@ async def get_ingestor(request: Request) -> Ingestor:
 IngestorDep = Annotated[Ingestor, Depends(get_ingestor)]
 
 
-def _key(credentials: HTTPAuthorizationCredentials | None) -> str:
-    if credentials is None or not credentials.credentials.strip():
+def key_of(authorization: str | None) -> str:
+    """The key in an `Authorization: Bearer <key>` header, as HTTPBearer reads it; 401 without one."""
+    scheme, _, key = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
         raise Unauthorized("send your API key as 'Authorization: Bearer <key>'")
-    return credentials.credentials.strip()
+    return key.strip()
+
+
+def _key(credentials: HTTPAuthorizationCredentials | None) -> str:
+    return key_of(f"{credentials.scheme} {credentials.credentials}" if credentials else None)
 
 
 async def get_client(runtime: RuntimeDep, credentials: Bearer) -> str:

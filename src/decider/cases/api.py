@@ -7,11 +7,13 @@ from typing import Annotated, Any
 import pydantic_core
 from fastapi import APIRouter, Query, Request, Response
 
+from decider.auth.service import client_for_key
 from decider.cases import service
-from decider.cases.batch import submit_batch
+from decider.cases.batch import case_out, submit_batch
 from decider.cases.schemas import BatchIn, BatchOut, CaseId, CaseIn, CaseOut, CasePage, ErrorOut
-from decider.deps import ClientDep, IngestorDep, RuntimeDep
+from decider.deps import ClientDep, IngestorDep, RuntimeDep, key_of
 from decider.errors import Conflict
+from decider.http import parse_body
 from decider.monitoring.metrics import record_case
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -31,26 +33,37 @@ BATCH_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["c
               "optional `key`); checked on its own, a bad one answered in its result"}}}}
 
 
-@router.post("", status_code=201, response_model=CaseOut,
+# The hot path reads its own body and key (see submit_case), so its body and credential are declared here
+# for /docs; app.py's openapi() puts CaseIn in the components, with the live contract's features.
+CASE_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": {"$ref": "#/components/schemas/CaseIn"}}}}, "security": [{"ClientKey": []}]}
+
+
+@router.post("", status_code=201, response_model=CaseOut, openapi_extra=CASE_BODY,
              responses={200: {"model": CaseOut, "description": "A case with this key and these features existed"},
                         409: {"model": ErrorOut, "description": "A case with this key has other features"}})
-async def submit_case(body: CaseIn, runtime: RuntimeDep, client: ClientDep, ingestor: IngestorDep,
-                      response: Response) -> dict:
+async def submit_case(request: Request) -> Response:
     """Score a case and route it: decided by the model, or queued for a person.
 
     The answer comes after the case is committed; concurrent submissions share one transaction
     (see cases/ingest.py).
     """
+    # The busiest endpoint takes no FastAPI parameters: solving its dependencies, parsing the body with
+    # json.loads, validating the dict and then the response again cost ~40% of the request (measured at
+    # 0.87 against 0.58 ms of CPU per case). The checks are the same: the key as get_client checks it, the
+    # body by CaseIn with FastAPI's errors (http.parse_body), the response in CaseOut's shape (batch.case_out).
+    runtime = request.app.state.runtime
+    client = client_for_key(engine=runtime.engine, key=key_of(request.headers.get("authorization")))
+    body = await parse_body(request, CaseIn)
     deployment = runtime.deployment
     deployment.contract.check(body.features, deployment.required)
-    row, created = await ingestor.submit(service.Submission(client, body.features, body.key))
+    row, created = await request.app.state.ingestor.submit(service.Submission(client, body.features, body.key))
     if created:
         record_case(row)
     elif row["features"] != dict(body.features):
         raise Conflict(f"key: case {row['id']} already has key {row['key']!r} with other features", field="key")
-    else:
-        response.status_code = 200
-    return service.public(row)
+    return Response(pydantic_core.to_json(case_out(row)), 201 if created else 200,
+                    media_type="application/json")
 
 
 @batch_router.post("", response_model=BatchOut,
