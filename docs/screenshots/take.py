@@ -1,5 +1,6 @@
-"""Take docs/screenshots/case.png (the case page at 1366x900) and risk-coverage.png (the training-time chart on
-/admin/policy, for a model trained on make_classification) in headless Chromium, on throwaway databases.
+"""Take docs/screenshots/case.png (the case page at 1366x900), risk-coverage.png (the training-time chart on
+/admin/policy, for a model trained on make_classification) and submit-form.png (the submission form after a Try)
+in headless Chromium, on throwaway databases.
 
     python docs/screenshots/take.py
 """
@@ -78,6 +79,39 @@ def risk_chart() -> None:
     print(HERE / "risk-coverage.png")
 
 
+def submit_form() -> None:
+    from sqlmodel import Session
+
+    from decider.auth.service import add_user
+    from decider.db import make_engine
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = write_config(Path(tmp), f"sqlite:///{tmp}/d.db", level="partial")
+        settings = load_settings(config)
+        seed_credentials(settings)
+        engine = make_engine(settings.database_url)
+        with Session(engine) as session:
+            add_user(session=session, name="sam", password=PASSWORD, role="submitter")
+            session.commit()
+        engine.dispose()
+        with server(config) as base, sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1366, "height": 900})
+            page.goto(base + "/login")
+            page.fill("#name", "sam")
+            page.fill("#password", PASSWORD)
+            page.keyboard.press("Enter")
+            page.wait_for_url(base + "/submit")
+            for name, value in {**FLOWERS[0], "sepal width (cm)": 2.9, "petal length (cm)": 4.5}.items():
+                page.fill(f'[name="features.{name}"]', str(value))
+            page.click("#try-case")
+            page.wait_for_selector("#try-result")
+            page.screenshot(path=str(HERE / "submit-form.png"), full_page=False)
+            browser.close()
+    print(HERE / "submit-form.png")
+
+
 if __name__ == "__main__":
     main()
     risk_chart()
+    submit_form()

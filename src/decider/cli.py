@@ -390,7 +390,7 @@ def keys_list(config: ConfigOpt = None) -> None:
 @users_app.command("add")
 def users_add(
     name: str,
-    role: Annotated[str, typer.Option(help="reviewer or admin")] = "reviewer",
+    role: Annotated[str, typer.Option(help="reviewer, admin or submitter")] = "reviewer",
     config: ConfigOpt = None,
     password: Annotated[str | None, typer.Option(envvar="DECIDER_NEW_PASSWORD", help="Else asked for")] = None,
 ) -> None:

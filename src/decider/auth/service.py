@@ -2,9 +2,9 @@
 
 Two kinds of bearer credential, each doing only what its holder needs:
 - a client key (`decider keys create NAME`) submits cases, reads its own cases and reports their outcomes;
-- a review token (`decider users token NAME`) belongs to one person and acts as that person on the review
-  API; an admin's token also reads the monitoring, models and policy APIs. The person's role and whether
-  they are still enabled are read from the database on every request.
+- a review token (`decider users token NAME`) belongs to one reviewer or admin and acts as that person on the
+  review API; an admin's token also reads the monitoring, models and policy APIs. The person's role and whether
+  they are still enabled are read from the database on every request. Submitters have logins but no token.
 """
 
 from __future__ import annotations
@@ -28,7 +28,12 @@ from decider.auth.tables import AccountChange, ApiKey, AppSetting, User, UserSes
 from decider.db import now
 from decider.errors import Conflict, Forbidden, InvalidInput, Unauthorized
 
-ROLES = ("reviewer", "admin")
+ROLES = ("reviewer", "admin", "submitter")
+# Who may do what in the browser: reviewers the queue and case pages (and the review API, with a token); admins
+# that and every admin page; submitters only the form at /submit and their own cases there. Reviewers do not
+# submit: the person who enters a case must not be the only one who decides it (admins, trusted with both, may).
+REVIEW_ROLES = frozenset({"reviewer", "admin"})
+SUBMIT_ROLES = frozenset({"submitter", "admin"})
 # What each credential may do, as shown by `decider keys list` and in /docs.
 SCOPE_RIGHTS = {
     "client": "submit cases; read and list its own cases; report their outcomes",
@@ -51,6 +56,22 @@ _KEY_CACHE_SECONDS = 5.0
 _key_cache: dict[str, tuple[str, float]] = {}
 T_KEY = ApiKey.__table__  # type: ignore[attr-defined]
 T_USER = User.__table__  # type: ignore[attr-defined]
+
+
+def may_review(role: str) -> bool:
+    return role in REVIEW_ROLES
+
+
+def may_submit(role: str) -> bool:
+    return role in SUBMIT_ROLES
+
+
+def landing(role: str, target: str) -> str:
+    """Where a login goes: the page asked for, except that a submitter, who has no queue, lands on the form
+    unless they asked for one of its pages."""
+    if may_review(role) or target == "/submit" or target.startswith("/submit/"):
+        return target
+    return "/submit"
 
 
 @dataclass(frozen=True)
@@ -138,6 +159,9 @@ def create_review_token(*, session: Session, user_name: str, actor: str | None =
     user = _user(session, user_name)
     if user.disabled_at is not None:
         raise Conflict(f"user {user_name!r} is disabled")
+    if not may_review(user.role):
+        raise Conflict(f"user {user_name!r} is a {user.role}: review tokens are for reviewers and admins",
+                       field="name")
     if _active(session, name=user.name, scope="review"):
         revoke_api_key(session=session, name=user.name, scope="review", actor=actor)
         session.flush()
@@ -181,6 +205,8 @@ def person_for_token(*, conn: Connection, key: str) -> Person:
                         "for monitoring, models and policy); a client key only submits and reads its own cases")
     if row.disabled_at is not None:
         raise Unauthorized("this token's user is disabled")
+    if not may_review(row.role):  # none is made for a submitter (create_review_token); refused all the same
+        raise Forbidden("this token's user is a submitter: the review API is for reviewers and admins")
     return Person(id=row.id, name=row.name, role=row.role)
 
 

@@ -15,7 +15,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from decider.auth import sessions, throttle
-from decider.auth.service import Person, verify_login
+from decider.auth.service import Person, landing, may_review, may_submit, verify_login
 from decider.db import PROJECT_ROOT
 from decider.deps import RuntimeDep
 from decider.errors import DeciderError, Forbidden
@@ -67,7 +67,7 @@ def check_csrf(request: Request, token: str) -> None:
         raise Forbidden("the form was stale or forged (CSRF check failed): reload the page and try again")
 
 
-def current_user(request: Request, runtime: RuntimeDep) -> Person:
+def current_person(request: Request, runtime: RuntimeDep) -> Person:
     """The person whose server-side session the cookie names, with their role as the database has it now."""
     sid = request.session.get("sid")
     with runtime.engine.connect() as conn:
@@ -79,13 +79,34 @@ def current_user(request: Request, runtime: RuntimeDep) -> Person:
     return person
 
 
+PersonDep = Annotated[Person, Depends(current_person)]
+
+
+def current_user(person: PersonDep) -> Person:
+    """A logged-in reviewer or admin: the guard of the review pages. A submitter gets 403, so a page that
+    asks for `UserDep` is closed to submitters without saying so itself."""
+    if not may_review(person.role):
+        raise Forbidden("this page is for reviewers and admins; submit cases at /submit")
+    return person
+
+
 UserDep = Annotated[Person, Depends(current_user)]
 
 
-def require_admin(user: UserDep) -> Person:
+def require_admin(user: PersonDep) -> Person:
     if user.role != "admin":
         raise Forbidden("this page is for admins")
     return user
+
+
+def require_submitter(person: PersonDep) -> Person:
+    """A submitter or an admin: the guard of the submission form and its case pages."""
+    if not may_submit(person.role):
+        raise Forbidden("this page is for submitters and admins")
+    return person
+
+
+SubmitterDep = Annotated[Person, Depends(require_submitter)]
 
 
 AdminDep = Annotated[Person, Depends(require_admin)]
@@ -110,6 +131,10 @@ def safe_next(target: str | None) -> str:
 
 
 def error_page(request: Request, message: str, status_code: int) -> Response:
+    if request.headers.get("hx-request") == "true":
+        # A page's poll (htmx): an error page swapped into part of it would be nonsense; reload it whole, so the
+        # person sees the login form or the error as they would have on opening it.
+        return Response(status_code=status_code, headers={"HX-Refresh": "true"})
     if status_code == 401 and getattr(request.state, "user", None) is None:  # back here after login, if "here" is a GET
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         back = f"?{urlencode({'next': target})}" if request.method == "GET" else ""
@@ -175,7 +200,7 @@ async def login(request: Request, runtime: RuntimeDep, name: Annotated[Text, For
     sid = await run_in_threadpool(_settle, runtime, gate, name, address, limits, person)
     request.session.clear()  # a new session on login: no fixation
     request.session["sid"] = sid
-    return RedirectResponse(safe_next(next), 303)
+    return RedirectResponse(landing(person.role, safe_next(next)), 303)
 
 
 async def _at(request: Request, answer_at: float, answer: dict[str, Any]) -> Response:
@@ -214,5 +239,5 @@ def logout(request: Request, runtime: RuntimeDep, csrf: CsrfField = "") -> Respo
 
 
 @router.get("/")
-def home(user: UserDep) -> Response:
-    return RedirectResponse("/review", 303)
+def home(user: PersonDep) -> Response:
+    return RedirectResponse(landing(user.role, "/review"), 303)
