@@ -402,3 +402,24 @@ def test_long_names_still_fit_the_client_column():
     long_a, long_b = "a" * 99 + "x", "a" * 99 + "y"
     assert len(web_client(long_a)) == 100 and web_client(long_a) != web_client(long_b)
 
+
+
+def test_the_same_form_sent_twice_stores_one_case(tmp_path, db_url):
+    """A double press of Submit (the same form, the same key) returns the first case; the form drawn again
+    after an error keeps its key; the same form resent with other values is another case."""
+    with api(settings_for(tmp_path, db_url)) as (client, h):
+        add_submitter(client)
+        token = as_person(client, SUBMITTER)
+        key = re.search(r'name="submission" value="([^"]+)"', client.get("/submit").text).group(1)  # type: ignore[union-attr]
+        before = case_count(client)
+        first = client.post("/submit", data=form(SETOSA, csrf=token, submission=key), follow_redirects=False)
+        again = client.post("/submit", data=form(SETOSA, csrf=token, submission=key), follow_redirects=False)
+        assert first.status_code == again.status_code == 303
+        assert first.headers["location"] == again.headers["location"] and case_count(client) == before + 1
+        other = client.post("/submit", data=form(AMBIGUOUS, csrf=token, submission=key), follow_redirects=False)
+        assert other.headers["location"] != first.headers["location"] and case_count(client) == before + 2
+        refused = client.post("/submit", data=form({**SETOSA, "sepal length (cm)": "x"}, csrf=token,
+                                                  submission="form-" + "k" * 20))
+        assert refused.status_code == 422 and 'value="form-kkkkkkkkkkkkkkkkkkkk"' in refused.text
+        forged = client.post("/submit", data=form(SETOSA, csrf=token, submission="not a key"), follow_redirects=False)
+        assert forged.status_code == 303 and case_count(client) == before + 3  # not a form key: a case of its own

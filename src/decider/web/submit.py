@@ -8,6 +8,8 @@ the case's level lets people see it (`cases.service.public`), as the API does.
 
 from __future__ import annotations
 
+import re
+import secrets
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, Request
@@ -27,6 +29,7 @@ from decider.web.submit_form import features_of, form_fields, problems_of, web_c
 router = APIRouter(prefix="/submit", include_in_schema=False)
 RECENT = 20  # the person's own submissions listed under the form
 POLL_SECONDS = 2  # how often a waiting case's page asks whether it is decided yet
+SUBMISSION = re.compile(r"^form-[A-Za-z0-9_-]{16,64}$")  # the form's own case key, drawn when it is drawn
 TRY_REFUSED = "Try is off at this automation level: the model's output is kept from people (human_only, shadow)"
 
 
@@ -37,14 +40,15 @@ def model_hidden(runtime: Runtime) -> bool:
 
 def _form(request: Request, runtime: Runtime, user: Person, status_code: int = 200,
           values: dict[str, str] | None = None, errors: dict[str, str] | None = None,
-          tried: dict[str, Any] | None = None) -> HTMLResponse:
+          tried: dict[str, Any] | None = None, submission: str | None = None) -> HTMLResponse:
     dep = runtime.deployment
     fields = form_fields(dep.contract, dep.required, values, errors)
     shown = {f["input"] for f in fields}
     return render(request, "submit.html", status_code=status_code, fields=fields, errors=errors or {},
                   elsewhere={k: v for k, v in (errors or {}).items() if k not in shown}, tried=tried,
                   may_try=not model_hidden(runtime), recent=_recent(runtime, user),
-                  contract_version=dep.contract.version)
+                  contract_version=dep.contract.version,
+                  submission=submission or "form-" + secrets.token_urlsafe(16))
 
 
 def _recent(runtime: Runtime, user: Person) -> list[dict[str, Any]]:
@@ -69,14 +73,22 @@ async def submit(request: Request, runtime: RuntimeDep, ingestor: IngestorDep, u
     if action == "try" and model_hidden(runtime):
         raise Forbidden(TRY_REFUSED)
     dep = runtime.deployment  # one snapshot: the contract checked is the one the form was drawn from
-    features, raw = features_of(dep.contract, (await request.form()).multi_items())  # type: ignore[arg-type]
+    form = await request.form()
+    features, raw = features_of(dep.contract, form.multi_items())  # type: ignore[arg-type]
+    # The form's key makes a second press of Submit (or a resend of the same form) return the case the first
+    # one stored instead of storing it twice; a form shown again after an error keeps its key.
+    key = str(form.get("submission", ""))
+    key = key if SUBMISSION.match(key) else None
     problems = problems_of(dep.contract, dep.required, features)
     if problems:
-        return _form(request, runtime, user, 422, values=raw, errors=problems)
-    sub = service.Submission(web_client(user.name), features, None)
+        return _form(request, runtime, user, 422, values=raw, errors=problems, submission=key)
+    sub = service.Submission(web_client(user.name), features, key)
     if action == "try":  # scored and routed as a submission would be, in memory: nothing is stored
-        return _form(request, runtime, user, values=raw, tried=service.public(service.score_batch(runtime, [sub])[0]))
+        return _form(request, runtime, user, values=raw, submission=key,
+                     tried=service.public(service.score_batch(runtime, [sub])[0]))
     row, created = await ingestor.submit(sub)
+    if not created and row["features"] != features:  # the same form sent again with other values: a new case
+        row, created = await ingestor.submit(service.Submission(web_client(user.name), features, None))
     if created:
         record_case(row)
     return RedirectResponse(f"/submit/cases/{row['id']}", 303)
