@@ -92,13 +92,18 @@ def serve(
 @app.command()
 def train(
     config: ConfigOpt = None,
-    csv: Annotated[Path | None, typer.Option(help="Train on this CSV (header row; numeric columns) instead of "
-                                                   "the bundled iris data")] = None,
+    csv: Annotated[Path | None, typer.Option(help="Train on this CSV (header row) instead of the bundled iris "
+                                                   "data: numbers, yes/no or true/false (booleans) and text "
+                                                   "(categories) are told apart")] = None,
     target: Annotated[str | None, typer.Option(help="The CSV's label column")] = None,
     name: Annotated[str | None, typer.Option(
         help="Model name; the version number is added (default: iris, or the CSV file's name)")] = None,
     exclude: Annotated[list[str] | None, typer.Option(
         help="A column to leave out (an id, free text); repeat for several")] = None,
+    category: Annotated[list[str] | None, typer.Option(
+        help="Read this column as a category, even numbers-looking codes (01234); repeat for several")] = None,
+    number: Annotated[list[str] | None, typer.Option(
+        help="Read this column as a number: a text cell is an error, never a category; repeat for several")] = None,
     use: Annotated[list[str] | None, typer.Option(
         help="Use only this column (repeat for several); the others stay in the input contract")] = None,
     select: Annotated[int | None, typer.Option(
@@ -128,9 +133,11 @@ def train(
     from decider.registry.training import train as train_model
 
     settings = settings_or_exit(config)
-    if from_cases and (csv or target or exclude):
-        raise fail("--from-cases takes the live contract's fields and the final labels: leave out --csv, "
-                   "--target and --exclude")
+    if from_cases and (csv or target or exclude or category or number):
+        raise fail("--from-cases takes the live contract's fields, their types and the final labels: leave out "
+                   "--csv, --target, --exclude, --category and --number")
+    if (category or number) and not csv:
+        raise fail("--category and --number declare columns of the --csv file")
     if csv is not None and not target:
         raise fail("--target is required with --csv (the label column)")
     estimator = estimator or ("auto" if csv or from_cases else "seed")
@@ -145,7 +152,8 @@ def train(
 
             data, live = training_data(settings, from_cases)
         else:
-            data = csv_dataset(csv, target, tuple(exclude or ())) if csv else iris_dataset()  # type: ignore[arg-type]
+            data = csv_dataset(csv, target, tuple(exclude or ()), tuple(category or ()),  # type: ignore[arg-type]
+                               tuple(number or ())) if csv else iris_dataset()
     except (OSError, ValueError, DeciderError) as exc:
         raise fail(getattr(exc, "message", None) or str(exc)) from None
     for note in data.notes:

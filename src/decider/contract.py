@@ -15,13 +15,24 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from decider.errors import InvalidInput
 
-LISTED = 12  # field names quoted in an error message, at most
+LISTED = 12  # field names (or a field's categories) quoted in an error message, at most
+TYPES = ("number", "category", "boolean")
+UNSEEN = -1.0  # the code of a category value not seen in training: the model encodes it as none of them
+Value = float | str | bool | None  # a feature value as a client sends it (JSON number, text, true/false, null)
+NEEDS = {"number": "as a number", "category": "as one of its values (text)", "boolean": "as true or false"}
+
+
+def listed(names: Sequence[str]) -> str:
+    """`a, b, c`, cut after LISTED names."""
+    more = f", … ({len(names) - LISTED} more: see /docs)" if len(names) > LISTED else ""
+    return ", ".join(names[:LISTED]) + more
 
 
 @dataclass(frozen=True)
@@ -32,6 +43,18 @@ class FieldSpec:
     maximum: float | None = None
     nullable: bool = False  # missing in some training rows, so a model trained on them can take a null
     categories: tuple[str, ...] = ()  # a category field's values seen in training, in the card's order
+
+    def wrong_type(self, value: Value) -> str | None:
+        """Why `value` (not null) cannot be this field's, or None. A category value never seen in training is
+        of the right type: it is accepted, and the novelty guard sends the case to a person."""
+        if self.type == "category":
+            return None if isinstance(value, str) else \
+                f"{value!r} is not text, but the field is a category: send one of {listed(self.categories)}"
+        if self.type == "boolean":
+            return None if isinstance(value, bool) else f"{value!r} is not true or false, but the field is a boolean"
+        if isinstance(value, (str, bool)):
+            return f"{value!r} is not a number, but the field is a number"
+        return None
 
 
 @dataclass(frozen=True)
@@ -48,33 +71,48 @@ class Contract:
     def names(self) -> list[str]:
         return list(self.fields)
 
-    def check(self, given: Mapping[str, float | None], required: Iterable[str]) -> None:
-        """A record a client sent: every field known, and every field in `required` (what the models that may
-        score it use, deployment.required) present, null only where the contract allows it."""
+    @cached_property
+    def codes(self) -> dict[str, dict[str, int]]:
+        """Per category field, each value's code: its index in the field's categories."""
+        return {n: {c: i for i, c in enumerate(f.categories)} for n, f in self.fields.items() if f.type == "category"}
+
+    @cached_property
+    def numeric(self) -> bool:
+        """Every field a number: a record needs no encoding."""
+        return all(f.type == "number" for f in self.fields.values())
+
+    def check(self, given: Mapping[str, Value], required: Iterable[str]) -> None:
+        """A record a client sent: every field known and of its type, and every field in `required` (what the
+        models that may score it use, deployment.required) present, null only where the contract allows it."""
         required = tuple(required)
         for name, value in given.items():
             spec = self.fields.get(name)
             if spec is None:
                 raise InvalidInput(f"features.{name}: unknown field (the contract's fields: {self._listed()})",
                                    field=f"features.{name}")
-            if value is None and not spec.nullable:
-                hint = "the live model needs it as a number" if name in required else \
-                    "send a number or leave the field out"
-                raise InvalidInput(f"features.{name}: null, but it was never missing in training ({hint})",
-                                   field=f"features.{name}")
+            if value is None:
+                if not spec.nullable:
+                    hint = f"the live model needs it {NEEDS.get(spec.type, '')}" if name in required else \
+                        f"send it {NEEDS.get(spec.type, '')} or leave the field out"
+                    raise InvalidInput(f"features.{name}: null, but it was never missing in training ({hint})",
+                                       field=f"features.{name}")
+            elif problem := spec.wrong_type(value):
+                raise InvalidInput(f"features.{name}: {problem}", field=f"features.{name}")
         for name in required:  # a null was judged above: what is left is a field not sent at all
             spec = self.fields.get(name)
             if name not in given and not (spec and spec.nullable):
-                raise InvalidInput(f"features.{name}: missing (the live model needs it as a number)",
+                need = NEEDS.get(spec.type, "") if spec else "as a number"
+                raise InvalidInput(f"features.{name}: missing (the live model needs it {need})",
                                    field=f"features.{name}")
 
     def _listed(self) -> str:
-        names = self.names()
-        more = f", … ({len(names) - LISTED} more: see /docs)" if len(names) > LISTED else ""
-        return ", ".join(names[:LISTED]) + more
+        return listed(self.names())
 
-    def problems_for_model(self, model_id: str, features: Iterable[str], accepts_missing: bool) -> list[str]:
-        """Why a model cannot score every record this contract accepts (empty when it can)."""
+    def problems_for_model(self, model_id: str, features: Iterable[str], accepts_missing: bool,
+                           own: Contract | None = None) -> list[str]:
+        """Why a model cannot score every record this contract accepts (empty when it can); `own`, the model's
+        own contract, whose types the fields it uses must have here (a number it was trained on cannot come
+        as text)."""
         features = list(features)
         missing = [f for f in features if f not in self.fields]
         out = []
@@ -84,7 +122,15 @@ class Contract:
         nullable = [f for f in features if f in self.fields and self.fields[f].nullable]
         if nullable and not accepts_missing:
             out.append(f"model {model_id!r} cannot take a missing value, but clients may send null for {nullable}")
+        if own is not None:
+            out.extend(f"model {model_id!r} {problem}" for problem in own.type_problems(self, features))
         return out
+
+    def type_problems(self, current: Contract, names: Iterable[str] | None = None) -> list[str]:
+        """Fields (of `names`, default all) typed differently here than in `current`, what clients send now."""
+        differ = [(n, current.fields[n].type, self.fields[n].type) for n in (names or self.fields)
+                  if n in self.fields and n in current.fields and current.fields[n].type != self.fields[n].type]
+        return [f"was trained on {n!r} as a {mine}, but clients send it as a {theirs}" for n, theirs, mine in differ]
 
     def problems_replacing(self, current: Contract) -> list[str]:
         """Why this contract cannot take over from `current` (empty when it can): it must name the same fields,
@@ -101,6 +147,8 @@ class Contract:
             out.append(f"its contract adds {added}, which clients do not send now")
         if no_null:
             out.append(f"its contract refuses null for {no_null}, which clients may send as null now")
+        out.extend(f"its contract {problem.replace('was trained on', 'types')}"
+                   for problem in self.type_problems(current))
         return out
 
     def as_dict(self) -> dict[str, Any]:
@@ -111,14 +159,20 @@ class Contract:
 
 
 def contract_from_columns(X: np.ndarray, names: Sequence[str], source: str | None,
-                          nullable: Sequence[bool] | np.ndarray | None = None) -> dict[str, Any]:
+                          nullable: Sequence[bool] | np.ndarray | None = None, types: Sequence[str] | None = None,
+                          categories: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
     """The card form of the contract of the rows seen in training (NaN where a value was missing); `nullable`
-    per column when it comes from more rows than `X` (a gap anywhere in the CSV)."""
+    per column when it comes from more rows than `X` (a gap anywhere in the CSV); `types` per column (default
+    every one a number) and each category column's values (its codes in `X` index them)."""
     fields = {}
     for j, name in enumerate(names):
         column = np.asarray(X[:, j], dtype=float)
         present = column[~np.isnan(column)]
         gaps = bool(np.isnan(column).any()) if nullable is None else bool(nullable[j])
+        kind = types[j] if types is not None else "number"
+        if kind != "number":  # a range of codes is no hint to anyone
+            fields[name] = FieldSpec(name, kind, None, None, gaps, tuple((categories or {}).get(name, ())))
+            continue
         fields[name] = FieldSpec(name, "number", float(present.min()) if len(present) else None,
                                  float(present.max()) if len(present) else None, gaps)
     return Contract(fields, source).as_dict()

@@ -65,7 +65,7 @@ def configured_policy(settings: Settings) -> Policy:
 
 def require_fits(model: LoadedModel, contract: Contract) -> None:
     """A version can serve beside or after the live one when it scores from fields clients send."""
-    problems = contract.problems_for_model(model.id, model.features, model.accepts_missing)
+    problems = contract.problems_for_model(model.id, model.features, model.accepts_missing, model.contract)
     if problems:
         raise ModelRefused("; ".join(problems) + f" (contract {contract.version})")
 

@@ -32,6 +32,7 @@ from decider.automation.evidence import audit_rates
 from decider.cases.tables import Case, CaseEvent
 from decider.certify import stratum_of
 from decider.config import Settings
+from decider.contract import Value
 from decider.db import make_engine
 from decider.errors import DeciderError
 
@@ -135,6 +136,8 @@ def _cell(value: Any) -> Any:
     a leading `'`, the usual guard, unless it is a number; `read` takes the `'` off again."""
     if value is None:
         return ""
+    if isinstance(value, bool):  # a boolean field's value as JSON spells it (what `decider train` reads back)
+        return "true" if value else "false"
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, str) and value.startswith(FORMULA) and not _numeric(value):
@@ -187,16 +190,29 @@ def stream(engine: Engine, *, fields: list[str], fmt: Format, since: datetime | 
             progress(records)
 
 
-def read(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+def read(path: Path, types: Mapping[str, str] | None = None) -> tuple[list[str], list[dict[str, Any]]]:
     """An export file back as (the feature fields, records): CSV or JSON lines, told apart by the first byte.
-    Feature values are numbers or None; a value that is not is refused with its line."""
+    Feature values are numbers or None, but text for a field `types` (the live contract's) calls a category and
+    true/false for a boolean; a value that is not is refused with its line."""
     with path.open(newline="", encoding="utf-8") as fh:
         first = fh.read(1)
         fh.seek(0)
-        return _read_jsonl(path, fh) if first == "{" else _read_csv(path, fh)
+        return _read_jsonl(path, fh, types or {}) if first == "{" else _read_csv(path, fh, types or {})
 
 
-def _read_csv(path: Path, fh: Any) -> tuple[list[str], list[dict[str, Any]]]:
+def _value(text: str, kind: str, path: Path, line: int, column: str) -> Value:
+    """A CSV feature cell as the value a client sent: empty is None (missing)."""
+    if kind == "category":
+        return _uncell(text) if text.strip() else None
+    if kind == "boolean" and text.strip():
+        spelled = text.strip().lower()
+        if spelled not in ("true", "false"):
+            raise ValueError(f"{path}: line {line}: {column} is not true or false ({text!r})")
+        return spelled == "true"
+    return _number(text, path, line, column)
+
+
+def _read_csv(path: Path, fh: Any, types: Mapping[str, str]) -> tuple[list[str], list[dict[str, Any]]]:
     reader = csv.DictReader(fh)
     header = list(reader.fieldnames or [])
     missing = [c for c in ("label", "weight") if c not in header]
@@ -205,13 +221,14 @@ def _read_csv(path: Path, fh: Any) -> tuple[list[str], list[dict[str, Any]]]:
     fields = [c[len(FEATURE):] for c in header if c.startswith(FEATURE)]
     records = []
     for line, row in enumerate(reader, start=2):
-        features = {n: _number(row.get(FEATURE + n) or "", path, line, FEATURE + n) for n in fields}
+        features = {n: _value(row.get(FEATURE + n) or "", types.get(n, "number"), path, line, FEATURE + n)
+                    for n in fields}
         row = {k: _uncell(v) if isinstance(v, str) else v for k, v in row.items()}
         records.append({**row, "features": features, "weight": _number(row["weight"] or "1", path, line, "weight")})
     return fields, records
 
 
-def _read_jsonl(path: Path, fh: Any) -> tuple[list[str], list[dict[str, Any]]]:
+def _read_jsonl(path: Path, fh: Any, types: Mapping[str, str]) -> tuple[list[str], list[dict[str, Any]]]:
     fields: dict[str, None] = {}
     records = []
     for line, text in enumerate(fh, start=1):
@@ -224,7 +241,13 @@ def _read_jsonl(path: Path, fh: Any) -> tuple[list[str], list[dict[str, Any]]]:
         if not isinstance(record, dict) or not isinstance(record.get("features"), dict) or "label" not in record:
             raise ValueError(f"{path}: line {line}: not a `decider export` record (needs features and label)")
         for name, value in record["features"].items():
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            kind = types.get(name, "number")
+            if value is not None and kind == "category" and not isinstance(value, str):
+                raise ValueError(f"{path}: line {line}: features.{name} is not text, but a category ({value!r})")
+            if value is not None and kind == "boolean" and not isinstance(value, bool):
+                raise ValueError(f"{path}: line {line}: features.{name} is not true or false ({value!r})")
+            if value is not None and kind == "number" and (isinstance(value, bool)
+                                                           or not isinstance(value, int | float)):
                 raise ValueError(f"{path}: line {line}: features.{name} is not a number ({value!r})")
             fields.setdefault(name)
         records.append(record)
@@ -278,12 +301,14 @@ def training_data(settings: Settings, source: str) -> tuple[Dataset, LoadedModel
             if source == "db":
                 raise
             live = None  # a broken live version: train anyway, and say the fit was not checked
+        # The live contract's types: its category fields' values stay text, its booleans true/false.
+        types = {n: f.type for n, f in live.contract.fields.items()} if live is not None else None
         if source == "db":
             assert live is not None
             fields, records = live.contract.names(), [r for page in pages(engine) for r in page]
             name = "cases:database"
         else:
-            fields, records = read(Path(source))
+            fields, records = read(Path(source), types)
             name = f"cases:{Path(source).name}"
     finally:
         engine.dispose()
@@ -298,6 +323,6 @@ def training_data(settings: Settings, source: str) -> tuple[Dataset, LoadedModel
                              f"export again from the service that serves it")
         fields = live.contract.names()
     nullable = [n for n, f in live.contract.fields.items() if f.nullable] if live is not None else []
-    data = cases_dataset(records, fields, source=name, nullable=nullable)
+    data = cases_dataset(records, fields, source=name, nullable=nullable, types=types)
     data.notes.extend(notes)
     return data, live

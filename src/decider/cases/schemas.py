@@ -2,23 +2,55 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
-from decider.contract import Contract
-from decider.fields import Text
+from decider.contract import Contract, Value, listed
+from decider.fields import Text, no_nul
 from decider.format import num
 
 # Case ids fit a signed 64-bit integer on every engine: larger ones are a 422, never a driver overflow.
 CaseId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The case id")]
 
-# strict: a string or a boolean is not a number; allow_inf_nan=False: NaN and infinity are refused.
+VALUE_MAX = 1000  # characters in a category value
+
+
+def feature_value(value: Any) -> Value:
+    """A JSON number (finite, as a float), text (a category's value), true/false (a boolean) or null (missing),
+    as it came: never `"1.5"` for 1.5 nor `false` for 0. Which of them a field takes is the contract's to say
+    (`Contract.check`: a 422 naming the field), since the schema cannot know the contract in force."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise PydanticCustomError("finite_number", "Input should be a finite number")
+        return number
+    if isinstance(value, str):
+        if len(value) > VALUE_MAX:
+            raise PydanticCustomError("string_too_long", f"Text should have at most {VALUE_MAX} characters")
+        try:
+            return no_nul(value)
+        except ValueError as exc:
+            raise PydanticCustomError("no_nul", str(exc)) from None
+    raise PydanticCustomError("feature_value", "Input should be a number, text (a category's value), true or "
+                              "false (a boolean) or null")
+
+
+# One validator rather than a union of types, so a refusal names the field itself (`features.x`), once.
 # null is a missing value, accepted only for the contract's nullable fields (decider/contract.py).
-FeatureValue = Annotated[float, Field(strict=True, allow_inf_nan=False)] | None
+FeatureValue = Annotated[float | bool | str | None, PlainValidator(feature_value), WithJsonSchema(
+    {"anyOf": [{"type": "number"}, {"type": "string", "maxLength": VALUE_MAX}, {"type": "boolean"},
+               {"type": "null"}]})]
 
 
 class CaseIn(BaseModel):
@@ -39,8 +71,9 @@ class CaseIn(BaseModel):
 
 
 class NoveltyOut(BaseModel):
-    kind: str = Field(description="`range` (one value outside its training range), `combination` (each value "
-                      "in range, the whole unlike the training data) or `unscorable` (the model overflowed)")
+    kind: str = Field(description="`range` (one value outside its training range), `category` (a category "
+                      "value never seen in training), `combination` (each value in range, the whole unlike the "
+                      "training data) or `unscorable` (the model overflowed)")
     feature: str | None = Field(description="The field, for `range`")
     message: str = Field(description="For people: the value and what the model was trained on")
 
@@ -110,18 +143,36 @@ def contract_schema(contract: Contract, required: Sequence[str]) -> dict[str, An
     """The JSON schema of `features` under a contract, for /docs: one typed property per field, with the
     range seen in training as a hint; `required`, the fields the deployed models use."""
     properties: dict[str, Any] = {}
-    example: dict[str, float | None] = {}
+    example: dict[str, Value] = {}
     for name, spec in contract.fields.items():
-        number: dict[str, Any] = {"type": "number"}
-        hint = "" if spec.minimum is None else f"Seen in training: {num(spec.minimum)} to {num(spec.maximum)}. "
+        typed, hint = _typed(spec.type, spec.categories, spec.minimum, spec.maximum)
         if spec.nullable:
-            properties[name] = {"anyOf": [number, {"type": "null"}], "description": hint + "null when missing."}
+            properties[name] = {"anyOf": [*typed.get("anyOf", [typed]), {"type": "null"}],
+                                "description": hint + "null when missing."}
         else:
-            properties[name] = number | {"description": hint.strip() or "A number."}
-        if spec.minimum is not None and spec.maximum is not None:
+            properties[name] = typed | {"description": hint.strip() or "A number."}
+        if spec.type == "category" and spec.categories:
+            example[name] = spec.categories[0]
+        elif spec.type == "boolean":
+            example[name] = True
+        elif spec.minimum is not None and spec.maximum is not None:
             example[name] = float(num((spec.minimum + spec.maximum) / 2))
     return {"type": "object", "title": f"Features (contract {contract.version})",
             "description": CaseIn.model_fields["features"].description, "properties": properties,
             "required": [n for n in required if n in contract.fields and not contract.fields[n].nullable],
             "additionalProperties": False,
             "examples": [example]}
+
+
+def _typed(kind: str, categories: Sequence[str], low: float | None, high: float | None) -> tuple[dict[str, Any], str]:
+    """A field's JSON schema type and its description's hint. A category is the enum of the values seen in
+    training or any other text: another value is not refused but treated as novel (the case goes to a
+    person), so a bare enum would tell generated clients and fuzzers a falsehood."""
+    if kind == "category":
+        return {"anyOf": [{"type": "string", "enum": list(categories), "title": "Seen in training"},
+                          {"type": "string", "maxLength": VALUE_MAX, "title": "Another value (novel)"}]}, (
+            f"A category, one of: {listed(categories)}. A value not seen in training is accepted and sent to a "
+            "person (novel). ")
+    if kind == "boolean":
+        return {"type": "boolean"}, "true or false. "
+    return {"type": "number"}, "" if low is None else f"Seen in training: {num(low)} to {num(high)}. "

@@ -14,13 +14,14 @@ from sqlalchemy import JSON, Connection, Dialect, bindparam, insert, select
 from sqlalchemy.types import TypeDecorator
 
 from decider.cases.tables import Case, CaseEvent
+from decider.contract import Value
 from decider.db import now
 from decider.errors import NotFound
 from decider.novelty import unscorable
 from decider.policy import Level, needs_model, route, stable_fraction
 from decider.registry.artifacts import LoadedModel
 from decider.runtime import Deployment, Runtime
-from decider.scoring import Score, feature_vector, score_from
+from decider.scoring import Score, score_from
 
 log = logging.getLogger("decider.ingest")
 CASE = Case.__table__  # type: ignore[attr-defined]
@@ -38,7 +39,7 @@ def pick_model(dep: Deployment, key: str) -> tuple[LoadedModel, str]:
 
 class Submission(NamedTuple):  # a tuple: a batch makes 1,000 of them, a frozen dataclass costs 4x more each
     client: str
-    features: Mapping[str, float | None]
+    features: Mapping[str, Value]
     key: str | None
 
 
@@ -109,13 +110,14 @@ def score_batch(runtime: Runtime, subs: Sequence[Submission]) -> list[dict[str, 
     return rows
 
 
-def scored_by(model: LoadedModel, features: Sequence[Mapping[str, float | None]], idx: Sequence[int],
+def scored_by(model: LoadedModel, features: Sequence[Mapping[str, Value]], idx: Sequence[int],
               scores: list[Score | None], novel: list[list[dict[str, Any]] | None]) -> None:
-    """Fill `scores` and `novel` at `idx` for the rows `model` scores: one call for the batch's matrix."""
-    matrix = np.asarray([feature_vector(model.features, f) for f in features], dtype=float)
+    """Fill `scores` and `novel` at `idx` for the rows `model` scores: one call for the batch's matrix (its
+    rows from `model.matrix`, which codes category values by the model's own contract)."""
+    matrix = model.matrix(features)
     probs = predict_each_if_needed(model, matrix)
     finite = np.isfinite(probs).all(axis=1).tolist()
-    for i, p, ok, reasons, gap in zip(idx, probs.tolist(), finite, model.guard.check(matrix),
+    for i, p, ok, reasons, gap in zip(idx, probs.tolist(), finite, model.guard.check(matrix, features),
                                       missing_required(model, matrix), strict=True):
         if gap:  # a field the model needs and the contract never lets be null (a switch raced the check)
             reasons.append({"kind": "unscorable", "feature": gap, "message": f"{gap} is missing"})

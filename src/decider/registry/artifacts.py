@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -21,12 +22,13 @@ import numpy as np
 import skops.io as sio
 
 from decider import novelty
-from decider.contract import Contract, contract_of
+from decider.contract import Contract, Value, contract_of
 from decider.errors import ModelRefused
 from decider.novelty import Guard
 from decider.registry import structures
 from decider.registry.cards import card_path, read_card
 from decider.registry.names import name_problem
+from decider.scoring import feature_vector
 
 # The types decider itself trusts inside an artifact. Anything else is refused.
 TRUSTED_TYPES: tuple[str, ...] = (
@@ -36,6 +38,7 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "builtins.int",
     "builtins.float",
     "builtins.tuple",
+    "builtins.slice",  # a ColumnTransformer's output columns
     "numpy.ndarray",
     "numpy.dtype",
     "numpy.float64",
@@ -68,6 +71,12 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.calibration._TemperatureScaling",
     "sklearn.isotonic.IsotonicRegression",
     "sklearn.frozen._frozen.FrozenEstimator",
+    # The one-hot encoding of category fields in front of the model (registry/training.py: `encoded`); the
+    # columns passed through are kept by an identity FunctionTransformer (no function of its own: a crafted
+    # one would name a function, a type not on this list).
+    "sklearn.compose._column_transformer.ColumnTransformer",
+    "sklearn.preprocessing._encoders.OneHotEncoder",
+    "sklearn.preprocessing._function_transformer.FunctionTransformer",
 )
 
 
@@ -95,6 +104,13 @@ class LoadedModel:
     @property
     def accepts_missing(self) -> bool:
         return bool(self.card.get("accepts_missing", False))
+
+    def matrix(self, records: Sequence[Mapping[str, Value]]) -> np.ndarray:
+        """The model's input for these records (each a case's `features`): through `scoring.feature_vector`
+        with this version's own contract, so category names become the codes its pipeline was trained on."""
+        contract = self.contract
+        return np.asarray([feature_vector(self.features, r, contract) for r in records], dtype=float) \
+            .reshape(len(records), len(self.features))
 
     def predict_proba(self, rows: list[list[float]] | np.ndarray) -> np.ndarray:
         # Extreme inputs overflow to NaN; callers check for it, so numpy need not warn on every one.

@@ -41,12 +41,25 @@ def feature_statistics(values: np.ndarray, rng: np.random.Generator, sample_size
     }
 
 
-def percentile(stats: dict[str, Any], value: float) -> float:
-    """Where a value falls in the training distribution, 0-100, from the stored sample."""
-    sample = stats["sample"]
+def percentile(stats: dict[str, Any], value: Any) -> float | None:
+    """Where a value falls in the training distribution, 0-100, from the stored sample; None for a category
+    or boolean field's value (no order to place it in)."""
+    sample = stats.get("sample")
+    if not sample or isinstance(value, (str, bool)):
+        return None
     below = int(np.searchsorted(sample, value, side="right"))
     return 100.0 * below / len(sample)
 
 
-def out_of_range(stats: dict[str, Any], value: float) -> bool:
-    return value < stats["min"] or value > stats["max"]
+def category_key(value: Any) -> str:
+    """A category or boolean value as `feature_stats[name]["counts"]` keys it ("false"/"true" for a boolean)."""
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def out_of_range(stats: dict[str, Any], value: Any) -> bool:
+    """Outside the training range; for a category (stats with `counts`), a value no training row had."""
+    if "counts" in stats:
+        return not stats["counts"].get(category_key(value))
+    if isinstance(value, (str, bool)):
+        return False
+    return bool(value < stats["min"] or value > stats["max"])

@@ -23,10 +23,11 @@ import numpy as np
 from sqlalchemy import insert
 
 from decider.cases.tables import ShadowPrediction
+from decider.contract import Value
 from decider.db import now
 from decider.registry.artifacts import LoadedModel
 from decider.runtime import Runtime
-from decider.scoring import feature_vector, score_from
+from decider.scoring import score_from
 
 log = logging.getLogger("decider.shadow")
 SHADOW = ShadowPrediction.__table__  # type: ignore[attr-defined]
@@ -37,7 +38,7 @@ MAX_PENDING = 10_000  # beyond this, cases are not shadow-scored (counted in `dr
 @dataclass(frozen=True)
 class Job:
     case_id: int
-    features: Mapping[str, float]
+    features: Mapping[str, Value]
     models: tuple[LoadedModel, ...]
 
 
@@ -111,7 +112,7 @@ class ShadowRunner:
         start = time.perf_counter()
         probs, error = None, None
         try:
-            matrix = [feature_vector(model.features, job.features) for job in jobs]
+            matrix = model.matrix([job.features for job in jobs])  # category values coded by its own contract
             pool = self._pools.get(model.id)
             if pool is None:
                 pool = self._pools[model.id] = ThreadPoolExecutor(1, thread_name_prefix=f"shadow-{model.id}")

@@ -4,6 +4,12 @@ The rows are split three ways (stratified): the model is fitted on the training 
 calibrated on a calibration part it never saw, and every figure on the card comes from a test part that
 neither step saw. The novelty guard (decider/novelty.py) is fitted on the training part and its limit set on
 the calibration part, so its false-alarm rate on inputs like the training data is measured, not assumed.
+
+A category column is held as codes (each value's index among the column's values, sorted), a boolean one as
+0/1, so every matrix stays numeric; the fitted pipeline one-hot encodes the codes first (`encoded`), and
+scoring codes a case's values the same way from the card's contract (scoring.feature_vector). One-hot for
+the trees too, not HistGradientBoosting's own categorical splits: decider's structure check refuses those
+(registry/structures.py), and a handful of columns per category costs the trees little.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import numpy as np
 import skops.io as sio
 from sklearn.base import BaseEstimator, clone
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.feature_selection import SequentialFeatureSelector
 from sklearn.frozen import FrozenEstimator
@@ -32,7 +39,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, brier_score_loss, confusion_matrix, log_loss
 from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from decider import novelty
 from decider.contract import contract_from_columns
@@ -42,6 +49,9 @@ SAMPLE_SIZE = 1000  # training values kept per feature in the card, for two-samp
 RELIABILITY_BINS = 10
 ISOTONIC_FROM = 1000  # isotonic calibration needs about this many rows; below it, temperature scaling
 MISSING = {"", "na", "n/a", "nan", "null", "none", "?"}
+BOOLEAN = ({"true": 1.0, "false": 0.0}, {"yes": 1.0, "no": 0.0})  # spellings a column of booleans uses
+AUTO_CATEGORIES = 50  # a text column with more distinct values is more like an id or free text: asked, not guessed
+MAX_CATEGORIES = 1000  # even declared with --category: one column per value in the model
 ESTIMATORS = ("auto", "logistic", "random_forest", "hist_gradient_boosting", "seed")
 CALIBRATIONS = ("auto", "temperature", "isotonic", "sigmoid", "none")
 Progress = Callable[[str], None]
@@ -59,6 +69,18 @@ class Dataset:
     weight: np.ndarray | None = None
     # Per column, whether the contract must allow a null even where these rows have none (the live one does).
     nullable: np.ndarray | None = None
+    # Per column, "number", "category" (X holds codes into `categories[name]`) or "boolean" (X holds 0/1);
+    # None: every column a number.
+    types: list[str] | None = None
+    categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def type_of(self, j: int) -> str:
+        return self.types[j] if self.types is not None else "number"
+
+    def levels(self, columns: list[int]) -> list[int]:
+        """Per column of `columns`, how many categories it has (0 for a number or a boolean)."""
+        return [len(self.categories.get(self.feature_names[j], ())) if self.type_of(j) == "category" else 0
+                for j in columns]
 
 
 def iris_dataset() -> Dataset:
@@ -81,11 +103,49 @@ def _number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def csv_dataset(path: Path, target: str, exclude: tuple[str, ...] = ()) -> Dataset:
-    """A CSV with a header row: `target` is the label, every other column (but `exclude`) a numeric feature.
+def _column(cells: list[str], declared: str | None) -> tuple[str, np.ndarray, tuple[str, ...]] | str:
+    """A CSV column's (type, values, categories), or why it cannot be read (with `line` for the first bad cell's
+    row from 0). Numbers when every present cell is one; yes/no or true/false text a boolean; other text a
+    category (with `declared` "category" always, even numbers-looking codes such as 01234)."""
+    present = [(i, c.strip()) for i, c in enumerate(cells) if c.strip().lower() not in MISSING]
+    values = np.full(len(cells), np.nan)
+    if declared != "category":
+        numbers = [(i, _number(c)) for i, c in present]
+        text = [(i, cells[i]) for i, v in numbers if v is None]
+        if not text:
+            for i, v in numbers:
+                values[i] = v
+            return "number", values, ()
+        if declared == "number" or len(text) * 2 < len(present):
+            i, cell = text[0]
+            share = "" if declared == "number" else f" ({len(present) - len(text)} of its {len(present)} values are)"
+            return f"line {i + 2}: {cell!r} is not a number{share}"
+        spelled = {c.lower() for _, c in present}
+        for words in BOOLEAN:
+            if declared is None and spelled <= set(words):
+                for i, c in present:
+                    values[i] = words[c.lower()]
+                return "boolean", values, ()
+    categories = tuple(sorted({c for _, c in present}))
+    # Undeclared, a column of many values, or of a new value every other row, is more like an id than a category.
+    limit = MAX_CATEGORIES if declared == "category" else min(AUTO_CATEGORIES, max(10, len(present) // 2))
+    if len(categories) > limit:
+        i, cell = present[0]
+        return (f"is not numeric (line {i + 2}: {cell!r}) and has {len(categories):,} distinct values in "
+                f"{len(present):,} rows, more like an id or free text than a category")
+    code = {c: k for k, c in enumerate(categories)}
+    for i, c in present:
+        values[i] = code[c]
+    return "category", values, categories
+
+
+def csv_dataset(path: Path, target: str, exclude: tuple[str, ...] = (), categories: tuple[str, ...] = (),
+                numbers: tuple[str, ...] = ()) -> Dataset:
+    """A CSV with a header row: `target` is the label, every other column (but `exclude`) a feature.
 
     Rows without a label are dropped (and counted on the card); a feature cell may be empty or NA (missing).
-    A column with text in it is refused by name: decider does not guess how to turn words into numbers.
+    A column of numbers is a number; of yes/no or true/false a boolean; of other text (at most AUTO_CATEGORIES
+    distinct values) a category. `categories` and `numbers` declare a column's type instead.
     """
     with path.open(newline="") as fh:
         reader = csv.DictReader(fh)
@@ -100,6 +160,13 @@ def csv_dataset(path: Path, target: str, exclude: tuple[str, ...] = ()) -> Datas
         raise ValueError(f"{path}: --exclude {unknown[0]!r}: no such column")
     if target in exclude:
         raise ValueError(f"{path}: --exclude {target!r} is the target; it cannot be left out")
+    for option, given in (("--category", categories), ("--number", numbers)):
+        for name in given:
+            if name not in header or name == target or name in exclude:
+                why = "no such column" if name not in header else "the target" if name == target else "left out"
+                raise ValueError(f"{path}: {option} {name!r}: {why}")
+    if both := sorted(set(categories) & set(numbers)):
+        raise ValueError(f"{path}: {both[0]!r} is declared both --category and --number")
     names = [name for name in header if name != target and name not in exclude]
     if not names:
         raise ValueError(f"{path}: no feature columns besides the target {target!r}")
@@ -109,32 +176,57 @@ def csv_dataset(path: Path, target: str, exclude: tuple[str, ...] = ()) -> Datas
     if exclude:
         notes.append(f"columns left out with --exclude (not in the input contract): {list(exclude)}")
     X = np.empty((len(labelled), len(names)))
+    types, found = [], {}
     for j, name in enumerate(names):
-        for i, row in enumerate(labelled):
-            value = _number(row.get(name) or "")
-            if value is None:
-                raise ValueError(
-                    f"{path}: column {name!r} is not numeric (line {i + 2}: {row.get(name)!r}); decider trains "
-                    f"on numbers: leave the column out with --exclude {name!r}, or encode it as numbers")
-            X[i, j] = value
+        declared = "category" if name in categories else "number" if name in numbers else None
+        column = _column([row.get(name) or "" for row in labelled], declared)
+        if isinstance(column, str):
+            out = f"leave the column out with --exclude {name!r}"
+            fix = (f"fix the cell, declare it --category {name!r}, or {out}" if declared is None else
+                   f"fix the cell, or {out}") if "not a number" in column else \
+                f"{out}" + ("" if declared else f", or declare it --category {name!r} to keep it")
+            raise ValueError(f"{path}: column {name!r}{'' if column.startswith('is ') else ':'} {column}; {fix}")
+        kind, X[:, j], seen = column
+        types.append(kind)
+        if seen:
+            found[name] = seen
         if np.isnan(X[:, j]).all():
             raise ValueError(f"{path}: column {name!r} has no values; leave it out with --exclude {name!r}")
+    detected = [f"{n} ({t}{f', {len(found[n])} values' if n in found else ''})"
+                for n, t in zip(names, types, strict=True) if t != "number"]
+    if detected:
+        notes.append("columns read as categories or booleans: " + ", ".join(detected))
     y = np.array([row[target].strip() for row in labelled])
-    return Dataset(X, y, names, f"csv:{path.name} target={target}", notes)
+    return Dataset(X, y, names, f"csv:{path.name} target={target}", notes,
+                   types=types if detected else None, categories=found)
 
 
 def cases_dataset(records: list[dict[str, Any]], fields: list[str], *, source: str,
-                  nullable: list[str] | tuple[str, ...] = ()) -> Dataset:
+                  nullable: list[str] | tuple[str, ...] = (), types: dict[str, str] | None = None) -> Dataset:
     """Exported cases (cases/export.py) as a Dataset: `fields` are the columns, in the contract's order (a field
-    a case lacks is missing), the final label the target and each case's sampling weight its row's weight."""
+    a case lacks is missing), the final label the target and each case's sampling weight its row's weight.
+    `types`, the live contract's, says which fields are categories (their values: those the cases have, so a
+    value first seen in cases becomes one the new version knows) and booleans; the others are numbers."""
     rows = [r for r in records if str(r.get("label") or "").strip()]
     if not rows:
         raise ValueError(f"{source}: no labelled cases")
+    kinds = [(types or {}).get(name, "number") for name in fields]
+    found = {name: tuple(sorted({str(v) for r in rows if (v := r["features"].get(name)) is not None}))
+             for name, kind in zip(fields, kinds, strict=True) if kind == "category"}
+    codes = {name: {c: k for k, c in enumerate(values)} for name, values in found.items()}
     X = np.full((len(rows), len(fields)), np.nan)
     for i, r in enumerate(rows):
         for j, name in enumerate(fields):
             value = r["features"].get(name)
-            X[i, j] = np.nan if value is None else float(value)
+            if value is None:
+                continue
+            if kinds[j] == "category":
+                X[i, j] = codes[name][str(value)]
+            elif isinstance(value, str) or (kinds[j] == "number" and isinstance(value, bool)):
+                raise ValueError(f"{source}: case {r.get('case_id')}: features.{name} is {value!r}, "
+                                 f"not a {kinds[j]}")
+            else:
+                X[i, j] = float(value)
     weight = np.array([float(r.get("weight") or 1.0) for r in rows])
     if not np.isfinite(weight).all() or (weight <= 0).any():
         bad = rows[int(np.flatnonzero(~np.isfinite(weight) | (weight <= 0))[0])]
@@ -149,7 +241,8 @@ def cases_dataset(records: list[dict[str, Any]], fields: list[str], *, source: s
         notes.insert(0, f"{len(records) - len(rows)} cases without a label were left out")
     y = np.array([str(r["label"]).strip() for r in rows])
     return Dataset(X, y, list(fields), source, notes, weight=weight,
-                   nullable=np.array([name in nullable for name in fields]))
+                   nullable=np.array([name in nullable for name in fields]),
+                   types=kinds if any(k != "number" for k in kinds) else None, categories=found)
 
 
 def _fit(model: Any, X: np.ndarray, y: np.ndarray, weight: np.ndarray | None) -> Any:
@@ -161,8 +254,26 @@ def _fit(model: Any, X: np.ndarray, y: np.ndarray, weight: np.ndarray | None) ->
     return model.fit(X, y, **{key: weight})
 
 
-def make_estimator(kind: str, seed: int) -> BaseEstimator:
-    """The few well-known estimators decider offers, each able to take a missing value."""
+def make_estimator(kind: str, seed: int, levels: list[int] | None = None) -> BaseEstimator:
+    """The few well-known estimators decider offers, each able to take a missing value; with `levels` (per
+    column, its number of categories, 0 for a number) behind a one-hot encoding of the category columns."""
+    estimator = _estimator(kind, seed)
+    return encoded(estimator, levels) if levels and any(levels) else estimator
+
+
+def encoded(estimator: BaseEstimator, levels: list[int]) -> Pipeline:
+    """`estimator` behind a one-hot encoding of the code columns (those with levels): a column per category
+    seen in training, all zero for a code never seen (UNSEEN, -1) or missing (NaN); the other columns pass
+    through, after the encoded ones."""
+    columns = [j for j, k in enumerate(levels) if k]
+    encoder = OneHotEncoder(categories=[list(range(levels[j])) for j in columns], handle_unknown="ignore",
+                            sparse_output=False)
+    encode = ColumnTransformer([("categories", encoder, columns)], remainder="passthrough", sparse_threshold=0)
+    steps = estimator.steps if isinstance(estimator, Pipeline) else [("model", estimator)]
+    return Pipeline([("encode", encode), *steps])
+
+
+def _estimator(kind: str, seed: int) -> BaseEstimator:
     if kind == "seed":  # the reference recipe: unregularised logistic regression on the raw features
         return LogisticRegression(C=np.inf, max_iter=5000)
     if kind == "logistic":
@@ -185,7 +296,7 @@ def _single_threaded(model: Any) -> Any:
 
 
 def choose_estimator(X: np.ndarray, y: np.ndarray, seed: int, progress: Progress,
-                     weight: np.ndarray | None = None) -> tuple[str, dict[str, float]]:
+                     weight: np.ndarray | None = None, levels: list[int] | None = None) -> tuple[str, dict[str, float]]:
     """`auto`: the candidate with the best 3-fold cross-validated accuracy on the training rows (fitted and
     scored with the rows' weights when they have some); on a tie, the simpler one (the order below)."""
     folds = StratifiedKFold(n_splits=min(3, _smallest_class(y)), shuffle=True, random_state=seed)
@@ -193,11 +304,11 @@ def choose_estimator(X: np.ndarray, y: np.ndarray, seed: int, progress: Progress
     for kind in ("logistic", "random_forest", "hist_gradient_boosting"):
         progress(f"cross-validating {kind}")
         if weight is None:
-            scores[kind] = float(np.mean(cross_val_score(make_estimator(kind, seed), X, y, cv=folds)))
+            scores[kind] = float(np.mean(cross_val_score(make_estimator(kind, seed, levels), X, y, cv=folds)))
             continue
         scores[kind] = float(np.mean([
-            accuracy_score(y[judge], _fit(make_estimator(kind, seed), X[fit], y[fit], weight[fit]).predict(X[judge]),
-                           sample_weight=weight[judge]) for fit, judge in folds.split(X, y)]))
+            accuracy_score(y[judge], _fit(make_estimator(kind, seed, levels), X[fit], y[fit], weight[fit])
+                           .predict(X[judge]), sample_weight=weight[judge]) for fit, judge in folds.split(X, y)]))
     best = max(scores, key=lambda k: (round(scores[k], 3), -list(scores).index(k)))
     return best, scores
 
@@ -209,7 +320,8 @@ def _smallest_class(y: np.ndarray) -> int:
 def select_features(X: np.ndarray, y: np.ndarray, k: int, kind: str, progress: Progress) -> list[int]:
     """The seed recipe's forward selection of `k` columns (5-fold), scored with the seed's own estimator for
     the seed recipe and with a cheap regularised logistic model otherwise (a forest per candidate column
-    would take minutes)."""
+    would take minutes). It sees a category column's codes as numbers: a rough judge of such a column, which
+    the model itself then one-hot encodes."""
     progress(f"selecting {k} of {X.shape[1]} features")
     selector_model = make_estimator("seed" if kind == "seed" else "logistic", 0)
     selector = SequentialFeatureSelector(selector_model, n_features_to_select=k, cv=min(5, _smallest_class(y)))
@@ -351,10 +463,11 @@ def train(
         chosen = select_features(X_train, y_train, select, estimator, say)
     cv_scores: dict[str, float] = {}
     kind = estimator
+    levels = data.levels(chosen)
     if estimator == "auto":
-        kind, cv_scores = choose_estimator(X_train[:, chosen], y_train, seed, say, w_train)
+        kind, cv_scores = choose_estimator(X_train[:, chosen], y_train, seed, say, w_train, levels)
     say(f"fitting {kind} on {len(y_train)} rows")
-    base = _single_threaded(_fit(clone(make_estimator(kind, seed)), X_train[:, chosen], y_train, w_train))
+    base = _single_threaded(_fit(clone(make_estimator(kind, seed, levels)), X_train[:, chosen], y_train, w_train))
     say(f"calibrating on {len(y_cal)} held-out rows")
     model, method, calibration_cv = calibrate(base, X_cal[:, chosen], y_cal, calibration, seed, w_cal)
     labels = [str(c) for c in model.classes_]
@@ -368,7 +481,9 @@ def train(
     predicted = np.asarray(labels)[proba.argmax(axis=1)]
 
     say("fitting the novelty guard")
-    guard = novelty.fit(X_train[:, chosen], X_cal[:, chosen], features)
+    guard = novelty.fit(X_train[:, chosen], X_cal[:, chosen], features,
+                        [data.categories.get(f, ()) if data.type_of(i) == "category" else ()
+                         for f, i in zip(features, chosen, strict=True)])
     flagged_test = float(np.mean([bool(r) for r in guard.check(X_test[:, chosen])])) if len(y_test) else 0.0
 
     stem = f"{name}-v{version}"
@@ -415,10 +530,12 @@ def train(
         "novelty": guard.describe() | {"flagged_on_test": flagged_test},
         "contract": contract_from_columns(np.vstack([X_train, X_cal]), data.feature_names, data.source,
                                           nullable=np.isnan(data.X).any(axis=0) | (
-                                              False if data.nullable is None else data.nullable)),
+                                              False if data.nullable is None else data.nullable),
+                                          types=data.types, categories=data.categories),
         "class_distribution": {label: float(np.mean(y_train == label)) for label in labels},
         "feature_stats": {
-            feature: feature_statistics(X_train[:, i], rng, SAMPLE_SIZE)
+            feature: feature_statistics(X_train[:, i], rng, SAMPLE_SIZE) if data.type_of(i) == "number"
+            else category_statistics(X_train[:, i], data.categories.get(feature, ("false", "true")))
             for feature, i in zip(features, chosen, strict=True)
         },
     }
@@ -428,6 +545,15 @@ def train(
             "max": float(data.weight.max())}
     card_path(artifact).write_text(json.dumps(card, indent=2) + "\n")
     return artifact
+
+
+def category_statistics(codes: np.ndarray, categories: tuple[str, ...]) -> dict[str, Any]:
+    """A category (or boolean: "false", "true") column's training distribution: rows per value, every value
+    listed (0 for one seen only outside the training rows), for the monitoring's drift test; missing apart."""
+    present = codes[~np.isnan(codes)].astype(int)
+    counts = np.bincount(present, minlength=len(categories))
+    return {"n": int(len(present)), "missing": int(len(codes) - len(present)),
+            "counts": {c: int(n) for c, n in zip(categories, counts.tolist(), strict=True)}}
 
 
 def weighted_figures(proba: np.ndarray, y: np.ndarray, weight: np.ndarray, labels: list[str]) -> dict[str, Any]:

@@ -42,7 +42,7 @@ class ResolveIn(Body):
 class ReviewCaseOut(CaseOut):
     """A case as a reviewer sees it: the model's output is null where the level (or a blind audit) hides it."""
 
-    features: dict[str, float | None] = Field(description="Every field the client sent (null: missing)")
+    features: dict[str, float | str | bool | None] = Field(description="Every field the client sent (null: missing)")
     audit: bool = Field(description="A blind audit of an automatic decision: the label checks the model")
     review_status: str | None = Field(description="`pending` (waiting for a reviewer) or `done`")
     claimed_by: str | None
