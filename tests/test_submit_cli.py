@@ -12,9 +12,12 @@ import numpy as np
 from sklearn.datasets import load_iris, make_classification
 from sqlalchemy import func, select
 
+from decider.cases.schemas import contract_schema
 from decider.cases.tables import Case
 from decider.config import load_settings
+from decider.contract import Contract, FieldSpec
 from decider.db import make_engine
+from decider.submit import cell, field_kinds
 from helpers import free_port, seed_credentials, server, write_config
 
 
@@ -118,3 +121,47 @@ def test_submit_own_dataset_with_key_column_and_nulls(tmp_path, sqlite_url):
         assert run_submit(*args, key=key).returncode == 0
         assert {r["status"] for r in read(new.with_name("incoming.results.csv"))} == {"200"}
         assert cases_in(config) == 120
+
+
+def test_cells_are_read_by_the_kind_the_server_s_contract_gives():
+    """/openapi.json carries the live contract: a category's cell stays text (`01234`, `true`), a boolean's
+    yes/no or true/false becomes true or false, a number's cell a number; without the schema, numbers parse."""
+    contract = Contract({"amount": FieldSpec("amount", "number", 0.0, 9.0),
+                         "zip": FieldSpec("zip", "category", categories=("01234", "true")),
+                         "member": FieldSpec("member", "boolean", nullable=True)})
+    schema = {"components": {"schemas": {"CaseIn": {"properties": {
+        "features": contract_schema(contract, ["amount", "zip"])}}}}}
+    kinds = field_kinds(schema)
+    assert kinds == {"amount": "number", "zip": "category", "member": "boolean"}
+    assert [cell(t, kinds["zip"]) for t in ("01234", " true ", "")] == ["01234", "true", None]
+    assert [cell(t, kinds["member"]) for t in ("Yes", "no", "TRUE", "false", "maybe", "")] == \
+        [True, False, True, False, "maybe", None]
+    assert [cell(t, kinds["amount"]) for t in ("01234", "2.5", "n/k")] == [1234.0, 2.5, "n/k"]
+    assert cell("01234") == 1234.0 and field_kinds({"openapi": "3.1.0"}) == {}
+
+
+def test_submit_a_file_with_category_and_boolean_columns(tmp_path, sqlite_url):
+    """A model trained on text and yes/no columns takes a file of the same kind through `decider submit`."""
+    rng = np.random.default_rng(4)
+    X, y = make_classification(600, 3, n_informative=2, n_redundant=0, random_state=4)
+    rows = [[*(f"{v:.5f}" for v in x), f"0{rng.integers(1, 4)}", "yes" if rng.random() < 0.5 else "no",
+             f"c{label}"] for x, label in zip(X, y, strict=True)]
+    header = ["x0", "x1", "x2", "zone", "member", "label"]
+    train_csv = tmp_path / "zones.csv"
+    with train_csv.open("w", newline="") as fh:
+        csv.writer(fh).writerows([header, *rows])
+    config = write_config(tmp_path, sqlite_url, models_dir=tmp_path / "models", live="zones-v1")
+    trained = subprocess.run([sys.executable, "-m", "decider", "train", "--config", str(config), "--csv",
+                              str(train_csv), "--target", "label", "--estimator", "logistic",
+                              "--category", "zone"], capture_output=True, text=True, timeout=300)
+    assert trained.returncode == 0, trained.stderr
+    incoming = tmp_path / "incoming.csv"
+    with incoming.open("w", newline="") as fh:
+        csv.writer(fh).writerows([header[:-1], *(r[:-1] for r in rows[:40]), ["0.1", "0.2", "0.3", "09", "no"]])
+    key = seed_credentials(load_settings(config))
+    with server(config) as base:
+        done = run_submit("--csv", str(incoming), "--url", base, key=key)
+        assert done.returncode == 0, done.stderr
+        results = read(incoming.with_name("incoming.results.csv"))
+    assert [r["status"] for r in results] == ["201"] * 41, [r["error"] for r in results if r["error"]]
+    assert results[-1]["route"] == "queue"  # zone 09 was never seen in training: novel, so a person decides

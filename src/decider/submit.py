@@ -37,12 +37,20 @@ class Row:
     problem: str | None = None  # why the row is not sent at all
 
 
-def cell(text: str) -> float | str | None:
-    """A CSV cell as JSON: empty is null, a finite number a number, anything else the text (the server says
-    which field is wrong)."""
+BOOLEANS = {"true": True, "false": False, "yes": True, "no": False}  # as `decider train --csv` reads them
+
+
+def cell(text: str, kind: str | None = None) -> float | str | bool | None:
+    """A CSV cell as JSON, by the field's kind in the server's contract (`field_kinds`): empty is null; a
+    category's cell is its text (`01234` stays `"01234"`); a boolean's yes/no or true/false is true or false;
+    otherwise a finite number is a number and anything else the text (the server says which field is wrong)."""
     text = text.strip()
     if not text:
         return None
+    if kind == "category":
+        return text
+    if kind == "boolean":
+        return BOOLEANS.get(text.lower(), text)
     try:
         value = float(text)
     except ValueError:
@@ -60,8 +68,25 @@ def digest_and_lines(path: Path) -> tuple[str, int]:
     return sha.hexdigest()[:16], lines
 
 
-def read_rows(path: Path, *, key_column: str | None, exclude: Sequence[str], prefix: str) -> Iterator[Row]:
-    """The data rows of a CSV with a header, as features and a key each."""
+def field_kinds(schema: dict[str, Any]) -> dict[str, str]:
+    """Each contract field's kind (number, category, boolean) from the server's /openapi.json, which carries the
+    live contract in CaseIn's `features`; empty where the schema does not say."""
+    try:
+        fields = schema["components"]["schemas"]["CaseIn"]["properties"]["features"]["properties"]
+    except (KeyError, TypeError):
+        return {}
+    kinds = {}
+    for name, prop in fields.items():
+        types = {p.get("type") for p in prop.get("anyOf", [prop]) if isinstance(p, dict)}
+        kinds[name] = ("boolean" if "boolean" in types else "category" if "string" in types
+                       else "number" if "number" in types else "")
+    return {name: kind for name, kind in kinds.items() if kind}
+
+
+def read_rows(path: Path, *, key_column: str | None, exclude: Sequence[str], prefix: str,
+              kinds: dict[str, str] | None = None) -> Iterator[Row]:
+    """The data rows of a CSV with a header, as features and a key each, each cell read by its field's kind."""
+    kinds = kinds or {}
     with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
@@ -82,7 +107,7 @@ def read_rows(path: Path, *, key_column: str | None, exclude: Sequence[str], pre
                 own = cells[names.index(key_column)].strip() if names.index(key_column) < len(cells) else ""
                 key = own or key
             values = dict(zip(names, cells, strict=False))
-            features = {name: cell(values.get(name, "")) for name in names if name not in skip}
+            features = {name: cell(values.get(name, ""), kinds.get(name)) for name in names if name not in skip}
             problem = None
             if len(cells) > len(names):
                 problem = f"row {number}: {len(cells)} cells, but the header names {len(names)} columns"
@@ -99,6 +124,17 @@ class Client:
         self.headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json",
                         "Accept": "application/json", "User-Agent": "decider-submit"}
         self.timeout = timeout
+
+    def kinds(self) -> dict[str, str]:
+        """The live contract's field kinds from /openapi.json (public); {} when the server hides its docs
+        (`server.docs = false`), and cells are then read as numbers where they parse as one."""
+        url = self.endpoint[: -len(BATCH_PATH)] + "/openapi.json"
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": "application/json"}),
+                                        timeout=self.timeout) as response:
+                return field_kinds(json.loads(response.read()))
+        except (urllib.error.URLError, OSError, ValueError):
+            return {}
 
     def post(self, cases: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
         body = json.dumps({"cases": cases}, allow_nan=False).encode()
@@ -163,8 +199,8 @@ def submit_csv(path: Path, *, url: str, api_key: str, out: Path, batch_size: int
                                                disable=None if progress is None else not progress) as bar:
         writer = csv.DictWriter(fh, RESULT_COLUMNS)
         writer.writeheader()
-        for batch in batches(read_rows(path, key_column=key_column, exclude=exclude, prefix=f"csv-{prefix}"),
-                             batch_size):
+        rows = read_rows(path, key_column=key_column, exclude=exclude, prefix=f"csv-{prefix}", kinds=client.kinds())
+        for batch in batches(rows, batch_size):
             sendable = [r for r in batch if r.problem is None]
             answered = iter(send(client, sendable) if sendable else [])
             done = [result(r, "not sent", None, r.problem) if r.problem else next(answered) for r in batch]
