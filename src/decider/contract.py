@@ -62,8 +62,9 @@ class Contract:
     fields: Mapping[str, FieldSpec]
     source: str | None = None
 
-    @property
+    @cached_property
     def version(self) -> str:
+        """Read for every case scored: hashed once per contract (a frozen one: its fields never change)."""
         interface = sorted((f.name, f.type, f.nullable, *([list(f.categories)] if f.categories else []))
                            for f in self.fields.values())
         return hashlib.sha256(json.dumps(interface).encode()).hexdigest()[:12]
