@@ -77,8 +77,8 @@ async def submit(request: Request, runtime: RuntimeDep, ingestor: IngestorDep, u
     features, raw = features_of(dep.contract, form.multi_items())  # type: ignore[arg-type]
     # The form's key makes a second press of Submit (or a resend of the same form) return the case the first
     # one stored instead of storing it twice; a form shown again after an error keeps its key.
-    key = str(form.get("submission", ""))
-    key = key if SUBMISSION.match(key) else None
+    sent = str(form.get("submission", ""))
+    key = sent if SUBMISSION.match(sent) else None
     problems = problems_of(dep.contract, dep.required, features)
     if problems:
         return _form(request, runtime, user, 422, values=raw, errors=problems, submission=key)
