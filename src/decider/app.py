@@ -30,6 +30,7 @@ from decider.config import Settings
 from decider.db import make_engine
 from decider.deps import RuntimeDep
 from decider.http import BodyLimit, PageSessions, install_error_handlers
+from decider.monitoring.background import warm_up as monitoring_warm_up
 from decider.monitoring.metrics import MetricsMiddleware
 from decider.monitoring.metrics import router as metrics_router
 from decider.monitoring.outcomes import router as outcomes_router
@@ -91,7 +92,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         watcher = config_reload.start(runtime)  # each worker process follows config.toml edits
         courier = asyncio.get_running_loop().create_task(
             Courier(runtime.engine, lambda: runtime.settings.webhooks).run(), name="decider-webhooks")
+        monitoring = monitoring_warm_up(runtime)  # reads the cases for /monitoring in a background thread
         yield
+        monitoring.stop()
         deployments.stop()
         watcher.cancel()
         courier.cancel()

@@ -159,6 +159,8 @@ class MonitoringSettings(Section):
     accuracy_drop: Probability = 0.1  # a quality figure this far under the card's test accuracy
     novelty_share: Probability = 0.05  # share of checked cases unlike the training data
     novelty_min_n: Annotated[int, Field(ge=1, le=1_000_000)] = 30  # checked cases before that share is judged
+    category_pvalue: Annotated[float, Field(gt=0, lt=1)] = 0.01  # chi-square p below which category shares moved
+    category_unseen: Probability = 0.05  # share of a category field's live values unseen in training
 
     @model_validator(mode="after")
     def _watch_below_flag(self) -> MonitoringSettings:

@@ -3,6 +3,9 @@ window's figures cost a sum of tallies and a read of what changed since the last
 
 - The first request reads the window's cases once and keeps one `Block` per hour: its tally, and per case the
   judgement it counts under (monitoring/tally.py). A wider window later reads only the hours not held yet.
+  That first read takes columns, not a mapping per case (queries.case_columns), and is long at a million
+  cases (seconds to tens of seconds): monitoring/service.py runs it in the background (`Build`) when it is
+  more than a few thousand cases, and starts one for the default window when the process starts.
 - New cases: those created since the last look (less SETTLE: on PostgreSQL a case can become visible after one
   with a higher id) that no block holds yet are read and added.
 - Changed cases: every change a monitoring figure reads (a review, an audit, an outcome) writes a
@@ -22,7 +25,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import Connection, Engine
@@ -30,12 +33,26 @@ from sqlalchemy import Connection, Engine
 from decider.db import now
 from decider.monitoring import queries
 from decider.monitoring.buckets import hour_index, hour_start
-from decider.monitoring.drift import card_bins
-from decider.monitoring.tally import Judge, Judgement, Row, Tally, by_hour, read_columns, reviewed_hour, tally
+from decider.monitoring.tally import (
+    NO_REVIEW,
+    Chunk,
+    Judge,
+    Judgement,
+    Row,
+    Tally,
+    by_hour,
+    read_columns,
+    reference_bins,
+    reviewed_hour,
+    tally,
+    tally_chunk,
+)
+
+if TYPE_CHECKING:
+    from decider.monitoring.background import Build
 
 SETTLE = timedelta(seconds=60)  # how late a committed case or event may show up after its timestamp
 MAX_CELLS = 32_000_000  # counts kept across blocks (about 8 bytes each) before the oldest blocks are dropped
-NO_REVIEW = -1
 
 Progress = Callable[[int], None]
 
@@ -51,7 +68,7 @@ class Block:
 
     @property
     def cells(self) -> int:
-        return sum(f.cells.size + f.psi.size for f in self.tally.features.values()) + 64
+        return sum(f.size for f in self.tally.features.values()) + 64
 
 
 @dataclass(frozen=True)
@@ -66,7 +83,7 @@ class Window:
 class Cache:
     def __init__(self, card: Mapping[str, Any], audit_rates: Mapping[str, float]) -> None:
         self.card_id = card.get("id")
-        self.bins = card_bins(card)
+        self.bins = reference_bins(card)
         self.judge = Judge(audit_rates)
         self.judgements: list[Judgement] = []
         self.judgement_ids: dict[Judgement, int] = {}
@@ -76,6 +93,8 @@ class Cache:
         self.event_mark = 0  # every event up to this id has been applied
         self.events_seen: dict[int, datetime] = {}  # applied events past the mark
         self.lock = threading.Lock()
+        self.starting = threading.Lock()  # taken to start a background read (monitoring/background.py)
+        self.build: Build | None = None  # the latest background read
 
     def fits(self, card: Mapping[str, Any], audit_rates: Mapping[str, float]) -> bool:
         """Whether this cache counts for `card` with these audit rates (a policy version's rate never changes
@@ -93,8 +112,7 @@ class Cache:
     def parts(self, conn: Connection, window: Window, progress: Progress | None = None) -> list[tuple[int, Tally]]:
         """The tallies of the window's cases, oldest first: whole hours from blocks, cut hours from the database."""
         looked = now()
-        aligned = window.cut is None and window.start == hour_start(hour_index(window.start))
-        first = hour_index(window.start) + (0 if aligned else 1)  # the first hour held whole
+        aligned, first = _first_whole(window)
         stop = hour_index(window.end) if window.end is not None else None  # the hour the end cuts, if any
         if stop is not None and stop < first:  # inside one hour
             return self._read(conn, window.start, window.end, window.cut)
@@ -107,9 +125,17 @@ class Cache:
         self._trim(keep_from=first)
         return out
 
+    def unread(self, conn: Connection, window: Window) -> int:
+        """How many cases `parts` would read for the window's whole hours that no block holds yet."""
+        first = _first_whole(window)[1]
+        if self.covered_from is not None and first >= self.covered_from:
+            return 0
+        until = hour_start(self.covered_from) if self.covered_from is not None else None
+        return queries.count_window(conn=conn, since=hour_start(first), until=until)
+
     def _read(self, conn: Connection, since: datetime, until: datetime | None,
               cut: tuple[datetime, int] | None) -> list[tuple[int, Tally]]:
-        rows = queries.window_rows(conn=conn, features=list(self.bins), since=since, until=until, cut=cut)
+        rows = queries.window_rows(conn=conn, features=self.bins, since=since, until=until, cut=cut)
         return [(hour, self._tally(group)) for hour, group in by_hour(rows).items()]
 
     def _tally(self, rows: Sequence[Row], judged: Sequence[Judgement] | None = None) -> Tally:
@@ -125,11 +151,33 @@ class Cache:
             self.looked_at = looked
             self.event_mark = queries.event_mark(conn=conn, before=looked - 2 * SETTLE)
         until = hour_start(self.covered_from) if self.covered_from is not None else None
-        rows = queries.window_rows(conn=conn, features=list(self.bins), since=hour_start(first), until=until,
-                                   progress=progress)
-        for hour, group in by_hour(rows).items():
-            self._add_block(hour, group)
+        held_before = set(self.blocks)
+        held: list[Chunk] = []  # the cases read so far of the hour being read
+        try:
+            for chunk in queries.case_columns(conn=conn, bins=self.bins, since=hour_start(first), until=until,
+                                              progress=progress):
+                for hour, part in chunk.by_hour():
+                    if held and int(held[0].hours[0]) != hour:
+                        self._add_columns(conn, Chunk.join(held))
+                        held = []
+                    held.append(part)
+            if held:
+                self._add_columns(conn, Chunk.join(held))
+        except BaseException:  # a read cut short (an error, a stop): keep no part of it, or a retry counts twice
+            for hour in set(self.blocks) - held_before:
+                del self.blocks[hour]
+            raise
         self.covered_from = first
+
+    def _add_columns(self, conn: Connection, c: Chunk) -> None:
+        """Keep the block of one hour's cases read as columns."""
+        hour = int(c.hours[0])
+        ids = {key: self._judgement_id(self.judge.of_key(key)) for key in dict.fromkeys(c.keys)}
+        judged = np.fromiter(map(ids.__getitem__, c.keys), dtype=np.int32, count=len(c))
+        first, last = queries.hour_bounds(conn=conn, hour=hour)
+        order = np.argsort(c.ids, kind="stable")
+        self._merge(hour, Block(tally_chunk(c, self.bins, judged, self.judgements, first, last), c.ids[order],
+                                judged[order], c.reviewed[order]))
 
     def _add_block(self, hour: int, rows: Sequence[Row]) -> None:
         judgements = [self.judge(r) for r in rows]
@@ -137,9 +185,11 @@ class Cache:
         reviewed = [h if (h := reviewed_hour(r)) is not None else NO_REVIEW for r in rows]
         ids = np.array([r["id"] for r in rows], dtype=np.int64)
         order = np.argsort(ids, kind="stable")
+        self._merge(hour, Block(self._tally(rows, judgements), ids[order], np.array(judged, dtype=np.int32)[order],
+                                np.array(reviewed, dtype=np.int64)[order]))
+
+    def _merge(self, hour: int, fresh: Block) -> None:
         block = self.blocks.get(hour)
-        fresh = Block(self._tally(rows, judgements), ids[order], np.array(judged, dtype=np.int32)[order],
-                      np.array(reviewed, dtype=np.int64)[order])
         if block is None:
             self.blocks[hour] = fresh
             return
@@ -167,13 +217,13 @@ class Cache:
             if created >= held_from and (block is None or not _holds(block, case_id)):
                 new.append(case_id)
         if new:
-            rows = queries.rows_by_id(conn=conn, features=list(self.bins), ids=new)
+            rows = queries.rows_by_id(conn=conn, features=self.bins, ids=new)
             for hour, group in by_hour(rows).items():
                 self._add_block(hour, group)
         events = queries.events_after(conn=conn, mark=self.event_mark)
         changed = {case_id for event_id, case_id, _ in events if event_id not in self.events_seen}
         if changed:
-            for r in queries.rows_by_id(conn=conn, features=list(self.bins), ids=changed):
+            for r in queries.rows_by_id(conn=conn, features=self.bins, ids=changed):
                 self._rejudge(r)
         for event_id, _, at in events:
             self.events_seen[event_id] = at
@@ -207,6 +257,12 @@ class Cache:
                 break
             total -= self.blocks.pop(hour).cells
             self.covered_from = hour + 1
+
+
+def _first_whole(window: Window) -> tuple[bool, int]:
+    """(whether the window starts on an hour, the first hour it holds whole)."""
+    aligned = window.cut is None and window.start == hour_start(hour_index(window.start))
+    return aligned, hour_index(window.start) + (0 if aligned else 1)
 
 
 def _holds(block: Block, case_id: int) -> bool:

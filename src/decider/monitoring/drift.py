@@ -54,6 +54,8 @@ class Thresholds:
     accuracy_drop: float = 0.1  # a quality figure more than 0.1 under the card's test accuracy
     novelty_share: float = 0.05  # > 5% of the checked cases unlike the training data
     novelty_min_n: int = 30  # checked cases; a novel case decided automatically is flagged at any n
+    category_pvalue: float = 0.01  # chi-square p < 0.01: live category frequencies differ from training
+    category_unseen: float = 0.05  # > 5% of a category field's live values never seen in training
 
 
 THRESHOLDS = Thresholds()
@@ -163,6 +165,11 @@ class FeatureTally:
     outside: int
     mean: float
 
+    @property
+    def size(self) -> int:
+        """Counts held, for the cache's budget."""
+        return self.cells.size + self.psi.size
+
     @staticmethod
     def total(parts: Sequence[FeatureTally]) -> FeatureTally:
         parts = [t for t in parts if t.n]
@@ -226,10 +233,16 @@ def verdict(flag: bool, watch: bool, short_of: int | None) -> tuple[str, int | N
     return ("watch" if watch else "ok"), None
 
 
+def is_category(stats: Mapping[str, Any]) -> bool:
+    """Whether a card's statistics are those of a category field (training counts per category, see
+    monitoring/categories.py) rather than a numeric one."""
+    return isinstance(stats.get("counts"), Mapping)
+
+
 def card_bins(card: Mapping[str, Any]) -> dict[str, FeatureBins]:
-    """The bins of every feature the card's model takes, in card order."""
+    """The bins of every numeric feature the card's model takes, in card order."""
     return {name: FeatureBins(stats) for name, stats in card.get("feature_stats", {}).items()
-            if name in card.get("features", [name])}
+            if name in card.get("features", [name]) and not is_category(stats)}
 
 
 def input_drift(rows: Sequence[Mapping[str, Any]], card: Mapping[str, Any],

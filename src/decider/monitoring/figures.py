@@ -14,12 +14,14 @@ from typing import Any, Literal
 from decider.certify import corrected_accuracy
 from decider.format import num
 from decider.monitoring import buckets
-from decider.monitoring.drift import THRESHOLDS, FeatureBins, Thresholds, card_bins, class_drift, drift_of, verdict
+from decider.monitoring.categories import CategoryBins, CategoryTally, category_drift
+from decider.monitoring.drift import THRESHOLDS, FeatureBins, FeatureTally, Thresholds, class_drift, drift_of, verdict
 from decider.monitoring.tally import (
     CONFIDENCE_EDGES,
     NOVELTY_KINDS,
     QUALITY,
     ROUTES,
+    Bins,
     Judge,
     Judgement,
     Novelty,
@@ -28,6 +30,7 @@ from decider.monitoring.tally import (
     Tally,
     by_hour,
     counts_from,
+    reference_bins,
     tally,
 )
 
@@ -164,6 +167,15 @@ def flags(fig: Mapping[str, Any], card: Mapping[str, Any], thresholds: Threshold
             out.append({"figure": f"drift.{f['name']}.out_of_range", "message":
                         f"{f['name']}: {f['out_of_range_share']:.1%} outside the training range "
                         f"> {thresholds.out_of_range:.0%}"})
+    for f in fig["drift"]["categories"]:
+        if f["chi2_flag"]:
+            out.append({"figure": f"drift.{f['name']}.chi2", "message":
+                        f"{f['name']}: chi-square p={f['chi2_pvalue']:.2g} < {thresholds.category_pvalue} "
+                        f"(category frequencies against training, n={f['n']})"})
+        if f["unseen_flag"]:
+            out.append({"figure": f"drift.{f['name']}.unseen", "message":
+                        f"{f['name']}: {f['unseen']['share']:.1%} of values are categories unseen in training "
+                        f"> {thresholds.category_unseen:.0%}"})
     classes = fig["outputs"]["classes"]
     if classes["flag"]:
         out.append({"figure": "outputs.classes.psi", "message":
@@ -191,14 +203,27 @@ def compute(rows: Sequence[Row], card: Mapping[str, Any], *, since: datetime | N
             last: int | None, bucket: Bucket | None = None, truncated: bool = False,
             thresholds: Thresholds = THRESHOLDS, audit_rates: Mapping[str, float] | None = None) -> dict[str, Any]:
     """All figures for the cases of one window, oldest first."""
-    bins = card_bins(card)
+    bins = reference_bins(card)
     judge = Judge(audit_rates or {})
     parts = [(hour, tally(group, bins, [judge(r) for r in group])) for hour, group in by_hour(rows).items()]
     return from_parts(parts, card, bins, since=since, until=until, last=last, bucket=bucket, truncated=truncated,
                       thresholds=thresholds, audit_rates=audit_rates or {})
 
 
-def from_parts(parts: Sequence[Part], card: Mapping[str, Any], bins: Mapping[str, FeatureBins], *,
+def input_drift(total: Tally, bins: Mapping[str, Bins], thresholds: Thresholds) -> dict[str, Any]:
+    """Drift of every feature on the card: numeric ones (drift.py) and category ones (categories.py)."""
+    numeric, categories = [], []
+    for name, b in bins.items():
+        t = total.features.get(name)
+        if isinstance(b, CategoryBins):
+            categories.append(category_drift(name, b, t if isinstance(t, CategoryTally) else b.tally([]), thresholds))
+        elif isinstance(b, FeatureBins):
+            numeric.append(drift_of(name, b, t if isinstance(t, FeatureTally) else b.tally([]), thresholds))
+    return {"features": numeric, "categories": categories,
+            "flagged": any(f["flag"] for f in numeric) or any(f["flag"] for f in categories)}
+
+
+def from_parts(parts: Sequence[Part], card: Mapping[str, Any], bins: Mapping[str, Bins], *,
                since: datetime | None, until: datetime, last: int | None, bucket: Bucket | None = None,
                truncated: bool = False, thresholds: Thresholds = THRESHOLDS,
                audit_rates: Mapping[str, float]) -> dict[str, Any]:
@@ -207,7 +232,6 @@ def from_parts(parts: Sequence[Part], card: Mapping[str, Any], bins: Mapping[str
     end = max(until, total.last + timedelta(microseconds=1)) if total.last else until
     step = buckets.choose(total.first, end, bucket)
     starts = buckets.starts(total.first, end, step)
-    drift = [drift_of(name, b, total.features.get(name) or b.tally([]), thresholds) for name, b in bins.items()]
     fig: dict[str, Any] = {
         "window": {"since": since.isoformat() if since else None, "until": until.isoformat(), "last": last,
                    "bucket": step.name, "bucket_hours": step.hours, "cases": total.cases, "truncated": truncated,
@@ -216,7 +240,7 @@ def from_parts(parts: Sequence[Part], card: Mapping[str, Any], bins: Mapping[str
         "reference": {"model": card.get("id"), "test_accuracy": card.get("test", {}).get("accuracy"),
                       "class_distribution": card.get("class_distribution", {})},
         "thresholds": thresholds.__dict__.copy(),
-        "drift": {"features": drift, "flagged": any(f["flag"] for f in drift)},
+        "drift": input_drift(total, bins, thresholds),
         "novelty": novelty(total.novelty, total.cases, thresholds),
         "outputs": outputs(total, card, thresholds),
         "quality": quality_of(total.judged, audit_rates),

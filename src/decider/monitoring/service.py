@@ -13,6 +13,7 @@ from decider.automation.evidence import audit_rates
 from decider.config import MonitoringSettings
 from decider.db import as_utc, now
 from decider.errors import InvalidInput
+from decider.monitoring import background as bg
 from decider.monitoring import figures, queries
 from decider.monitoring.buckets import hour_index, hour_start
 from decider.monitoring.cache import Window, cache_for
@@ -45,10 +46,11 @@ def aware(at: datetime | None) -> datetime | None:
 def monitoring_figures(*, engine: Engine, card: dict[str, Any], since: datetime | None = None,
                        until: datetime | None = None, last: int | None = None,
                        bucket: figures.Bucket | None = None, thresholds: Thresholds = THRESHOLDS,
-                       progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+                       progress: Callable[[int], None] | None = None, background: bool = False) -> dict[str, Any]:
     """Figures for the cases created in [since, until), cut to the newest `last` when given.
 
-    With neither `since` nor `last`, the window is the last seven days (from the start of that hour).
+    With neither `since` nor `last`, the window is the last seven days (from the start of that hour). With
+    `background`, a long first read runs in the background and this raises background.Computing meanwhile.
     """
     since, until = aware(since), aware(until)
     if since is None and last is None:
@@ -58,8 +60,10 @@ def monitoring_figures(*, engine: Engine, card: dict[str, Any], since: datetime 
     with engine.connect() as conn:
         rates = audit_rates(conn)
         cache = cache_for(engine, card, rates)
+        window = _window(conn, since, until, last)
+        if background and window:
+            bg.ensure(engine, cache, conn, window)
         with cache.lock:
-            window = _window(conn, since, until, last)
             parts = cache.parts(conn, window, progress) if window else []
     return figures.from_parts(parts, card, cache.bins, since=since, until=until or now(), last=last, bucket=bucket,
                               thresholds=thresholds, audit_rates=rates)

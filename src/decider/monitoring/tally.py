@@ -10,6 +10,7 @@ its hours' tallies, never a re-read of its cases. Two kinds of count:
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,15 +22,19 @@ import numpy as np
 
 from decider.certify import STRATUM_FIELDS, Counts, counts_of
 from decider.monitoring.buckets import hour_index
-from decider.monitoring.drift import FeatureBins, FeatureTally, feature_values
+from decider.monitoring.categories import CategoryBins, CategoryTally
+from decider.monitoring.drift import FeatureBins, FeatureTally, feature_values, is_category
 
 CONFIDENCE_BINS = 20
 CONFIDENCE_EDGES = np.linspace(0.0, 1.0, CONFIDENCE_BINS + 1)
 ROUTES = ("auto", "queue")
 NOVELTY_KINDS = ("range", "combination", "unscorable")
 
+NO_REVIEW = -1  # in a column of review hours: not reviewed
+
 Row = Mapping[str, Any]
-Columns = Mapping[str, np.ndarray]
+Columns = Mapping[str, np.ndarray | Sequence[Any]]
+Bins = FeatureBins | CategoryBins
 
 
 @dataclass(frozen=True)
@@ -110,10 +115,14 @@ class Judge:
         self.seen: dict[tuple[Any, ...], Judgement] = {}
 
     def __call__(self, r: Row) -> Judgement:
-        key = judged_key(r)
+        return self.of_key(judged_key(r))
+
+    def of_key(self, key: tuple[Any, ...]) -> Judgement:
+        """The judgement of any case whose `judged_key` is `key` (a stand-in confidence: only its absence counts)."""
         got = self.seen.get(key)
         if got is None:
-            got = self.seen[key] = judge(r, self.audit_rates)
+            row = dict(zip(JUDGED_FIELDS, key, strict=False)) | {"confidence": None if key[-1] else 0.0}
+            got = self.seen[key] = judge(row, self.audit_rates)
         return got
 
 
@@ -144,13 +153,15 @@ class Novelty:
 
     def add(self, r: Row) -> None:
         reasons = r.get("novelty")
-        if reasons is None:
-            return
-        self.checked += 1
-        if not reasons:
-            return
+        if reasons is not None:
+            self.checked += 1
+            if reasons:
+                self.add_novel(reasons, r["route"] == "auto")
+
+    def add_novel(self, reasons: Sequence[Mapping[str, Any]], auto: bool) -> None:
+        """Count one checked case found novel for these reasons (`checked` is counted by the caller)."""
         self.novel += 1
-        self.auto += r["route"] == "auto"
+        self.auto += auto
         self.kinds.update({str(x.get("kind")) for x in reasons})
         out_of_range = {x["feature"]: x.get("message") for x in reasons
                         if x.get("kind") == "range" and x.get("feature")}
@@ -181,13 +192,13 @@ class Tally:
     confidence_sum: float = 0.0
     confidence_n: int = 0
     novelty: Novelty = field(default_factory=Novelty)
-    features: dict[str, FeatureTally] = field(default_factory=dict)
+    features: dict[str, FeatureTally | CategoryTally] = field(default_factory=dict)
     judged: Counter[Judgement] = field(default_factory=Counter)
     reviewed: Counter[int] = field(default_factory=Counter)  # reviews done, by hour (buckets.hour_index)
 
-    def add_fixed(self, rows: Sequence[Row], bins: Mapping[str, FeatureBins], columns: Columns | None = None) -> None:
+    def add_fixed(self, rows: Sequence[Row], bins: Mapping[str, Bins], columns: Columns | None = None) -> None:
         """Count what is fixed when each case is stored; `rows` oldest first, their feature values in their
-        `features` mappings or, as read by monitoring/queries.py, in `columns` (NaN where missing)."""
+        `features` mappings or, as read by monitoring/queries.py, in `columns` (read_columns)."""
         if not rows:
             return
         self.cases += len(rows)
@@ -206,13 +217,20 @@ class Tally:
         confidences = [r["confidence"] for r in rows if r["confidence"] is not None]
         self.confidence_sum += float(np.sum(confidences)) if confidences else 0.0
         self.confidence_n += len(confidences)
+        self.add_features(bins, columns if columns is not None else
+                          {name: feature_values(rows, name) for name in bins})
+
+    def add_features(self, bins: Mapping[str, Bins], columns: Columns) -> None:
+        """Count the feature values in `columns`: per numeric feature floats (NaN where missing), per category
+        feature the values as stored (None where missing)."""
         for name, b in bins.items():
-            if columns is None:
-                values: Sequence[float] | np.ndarray = feature_values(rows, name)
+            column = columns[name]
+            if isinstance(b, CategoryBins):
+                fresh: FeatureTally | CategoryTally = b.tally(column)
             else:
-                values = columns[name][~np.isnan(columns[name])]
-            fresh = b.tally(values)
-            self.features[name] = FeatureTally.total([self.features[name], fresh]) if name in self.features else fresh
+                values = np.asarray(column, dtype=float)
+                fresh = b.tally(values[~np.isnan(values)])
+            self.features[name] = total_feature([self.features[name], fresh]) if name in self.features else fresh
 
     def add_judged(self, judgement: Judgement, reviewed: int | None, n: int = 1) -> None:
         """Count (n = 1) or take back (n = -1) one case's judgement and the hour its review was done."""
@@ -243,9 +261,23 @@ class Tally:
             out.judged.update(t.judged)
             out.reviewed.update(t.reviewed)
         names = dict.fromkeys(name for t in parts for name in t.features)
-        out.features = {name: FeatureTally.total([t.features[name] for t in parts if name in t.features])
+        out.features = {name: total_feature([t.features[name] for t in parts if name in t.features])
                         for name in names}
         return out
+
+
+def total_feature(parts: Sequence[FeatureTally | CategoryTally]) -> FeatureTally | CategoryTally:
+    """The sum of one feature's tallies (all of one kind)."""
+    if parts and isinstance(parts[0], CategoryTally):
+        return CategoryTally.total([t for t in parts if isinstance(t, CategoryTally)])
+    return FeatureTally.total([t for t in parts if isinstance(t, FeatureTally)])
+
+
+def reference_bins(card: Mapping[str, Any]) -> dict[str, Bins]:
+    """The bins of every feature the card's model takes, numeric (drift.FeatureBins) or category
+    (categories.CategoryBins), in card order."""
+    return {name: CategoryBins(stats) if is_category(stats) else FeatureBins(stats)
+            for name, stats in card.get("feature_stats", {}).items() if name in card.get("features", [name])}
 
 
 def reviewed_hour(r: Row) -> int | None:
@@ -253,16 +285,14 @@ def reviewed_hour(r: Row) -> int | None:
     return hour_index(r["reviewed_at"]) if r["review_status"] == "done" and r["reviewed_at"] is not None else None
 
 
-def read_columns(rows: Sequence[Row], bins: Mapping[str, FeatureBins]) -> dict[str, np.ndarray]:
-    """The feature values of rows read by monitoring/queries.py (f0, f1, ... in card order), NaN where missing."""
-    if not bins or not rows:
-        return {name: np.zeros(0) for name in bins}
-    get = itemgetter(*(f"f{i}" for i in range(len(bins))))
-    matrix = np.array([get(r) for r in rows], dtype=float).reshape(len(rows), len(bins))
-    return {name: matrix[:, i] for i, name in enumerate(bins)}
+def read_columns(rows: Sequence[Row], bins: Mapping[str, Bins]) -> dict[str, np.ndarray | list[Any]]:
+    """The feature values of rows read by monitoring/queries.py (f0, f1, ... in card order): floats, NaN where
+    missing, for numeric features; the values as stored for category features."""
+    return {name: [r[f"f{i}"] for r in rows] if isinstance(b, CategoryBins)
+            else np.array([r[f"f{i}"] for r in rows], dtype=float) for i, (name, b) in enumerate(bins.items())}
 
 
-def tally(rows: Sequence[Row], bins: Mapping[str, FeatureBins], judged: Sequence[Judgement],
+def tally(rows: Sequence[Row], bins: Mapping[str, Bins], judged: Sequence[Judgement],
           columns: Columns | None = None) -> Tally:
     """A tally of `rows` (oldest first), each counted under its judgement."""
     t = Tally()
@@ -278,3 +308,76 @@ def by_hour(rows: Sequence[Row]) -> dict[int, list[Row]]:
     for r in rows:
         groups.setdefault(hour_index(r["created_at"]), []).append(r)
     return dict(sorted(groups.items()))
+
+
+@dataclass
+class Chunk:
+    """Some cases as columns, oldest first, as monitoring/queries.py's `case_columns` reads them for a first read
+    of many: what a tally counts and no more, without a mapping per case."""
+
+    ids: np.ndarray
+    hours: np.ndarray  # buckets.hour_index of created_at
+    keys: list[tuple[Any, ...]]  # judged_key of each case
+    auto: np.ndarray
+    audit: np.ndarray
+    prediction: list[str | None]
+    confidence: np.ndarray  # NaN where none
+    reviewed: np.ndarray  # reviewed_hour, NO_REVIEW where none
+    novelty: list[str | None]  # the novelty column as JSON text ("[]": checked and ordinary; None: not checked)
+    features: dict[str, np.ndarray | list[Any]]  # as read_columns gives them
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def part(self, lo: int, hi: int) -> Chunk:
+        return Chunk(self.ids[lo:hi], self.hours[lo:hi], self.keys[lo:hi], self.auto[lo:hi], self.audit[lo:hi],
+                     self.prediction[lo:hi], self.confidence[lo:hi], self.reviewed[lo:hi], self.novelty[lo:hi],
+                     {name: column[lo:hi] for name, column in self.features.items()})
+
+    def by_hour(self) -> list[tuple[int, Chunk]]:
+        """The chunk cut where the hour changes (the cases come ordered by created_at)."""
+        cuts = [0, *(np.flatnonzero(np.diff(self.hours)) + 1).tolist(), len(self)]
+        return [(int(self.hours[lo]), self.part(lo, hi)) for lo, hi in zip(cuts, cuts[1:], strict=False) if hi > lo]
+
+    @staticmethod
+    def join(parts: Sequence[Chunk]) -> Chunk:
+        if len(parts) == 1:
+            return parts[0]
+        names = parts[0].features
+
+        def cat(column: str) -> np.ndarray:
+            return np.concatenate([getattr(c, column) for c in parts])
+
+        def listed(column: str) -> list[Any]:
+            return [v for c in parts for v in getattr(c, column)]
+
+        return Chunk(cat("ids"), cat("hours"), listed("keys"), cat("auto"), cat("audit"), listed("prediction"),
+                     cat("confidence"), cat("reviewed"), listed("novelty"),
+                     {name: np.concatenate([c.features[name] for c in parts]) if isinstance(names[name], np.ndarray)
+                      else [v for c in parts for v in c.features[name]] for name in names})
+
+
+def tally_chunk(c: Chunk, bins: Mapping[str, Bins], judged: np.ndarray, judgements: Sequence[Judgement],
+                first: datetime, last: datetime) -> Tally:
+    """The tally of one hour's cases read as columns (first and last: their earliest and latest created_at),
+    each counted under judgements[judged[i]]: the same counts as `tally` of the same cases as rows."""
+    t = Tally(cases=len(c), auto=int(c.auto.sum()), audits=int((c.auto & c.audit).sum()), first=first, last=last)
+    t.predicted = Counter(p for p in c.prediction if p is not None)
+    scored = ~np.isnan(c.confidence)
+    for i, auto in enumerate((True, False)):  # ROUTES: "auto", "queue"
+        t.confidence[i] += np.histogram(c.confidence[scored & (c.auto == auto)], bins=CONFIDENCE_EDGES)[0]
+    t.confidence_sum = float(np.sum(c.confidence[scored])) if scored.any() else 0.0
+    t.confidence_n = int(scored.sum())
+    t.novelty.checked = len(c) - c.novelty.count(None)
+    for i in [i for i, text in enumerate(c.novelty) if text is not None and text != "[]"]:
+        reasons = json.loads(c.novelty[i] or "[]")
+        if reasons is None:  # a JSON null: not checked, as Novelty.add reads it
+            t.novelty.checked -= 1
+        elif reasons:
+            t.novelty.add_novel(reasons, bool(c.auto[i]))
+    t.add_features(bins, c.features)
+    for j, n in zip(*np.unique(judged, return_counts=True), strict=True):
+        t.judged[judgements[int(j)]] += int(n)
+    done = c.reviewed[c.reviewed != NO_REVIEW]
+    t.reviewed = Counter({int(h): int(n) for h, n in zip(*np.unique(done, return_counts=True), strict=True)})
+    return t

@@ -12,16 +12,20 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError
 
 from decider.cases.api import ERRORS
+from decider.cases.schemas import ErrorOut
 from decider.deps import AdminTokenDep, RuntimeDep
 from decider.errors import InvalidInput
 from decider.fields import Text
+from decider.monitoring.background import RETRY_SECONDS, Computing
 from decider.monitoring.figures import Bucket
 from decider.monitoring.queries import MAX_ROWS
 from decider.monitoring.service import monitoring_figures, thresholds_of
 from decider.web.pages import AdminDep, render
 
+BUSY = {"model": ErrorOut, "description": "The figures are being computed (a first read of many cases, in the "
+        "background); `Retry-After` says when to ask again"}
 api_router = APIRouter(prefix="/api/v1/monitoring", tags=["monitoring"],
-                       responses={k: v for k, v in ERRORS.items() if k in (401, 403, 422)})
+                       responses={**{k: v for k, v in ERRORS.items() if k in (401, 403, 422)}, 503: BUSY})
 page_router = APIRouter(include_in_schema=False)
 
 # An ISO 8601 date or time (UTC when no zone), and so the schema says: pydantic alone also takes seconds ("0.5").
@@ -53,19 +57,27 @@ BucketQ = Annotated[Bucket | None, Query(description="Time series step. Default:
                                          "or 1, 2, 3, 7, 14 or 28 days.")]
 
 
-@api_router.get("")
+@api_router.get("", response_model=dict[str, Any])
 def monitoring_json(runtime: RuntimeDep, admin: AdminTokenDep, since: Since = None, until: Until = None,
-                    last: Last = None, bucket: BucketQ = None) -> dict[str, Any]:
+                    last: Last = None, bucket: BucketQ = None) -> Any:
     """Drift, novel inputs, outputs, quality and the time series for a window of cases, with every flag raised.
 
     Drift compares the window's inputs with the live model's card. `novelty` counts the cases checked for
     inputs unlike the training data, those found novel (by kind, and the features most often out of range),
     and how many of them the model decided anyway. Each quality figure carries the count behind it (`n`) and
     is null where nothing could be counted. Thresholds come from the `[monitoring]` section of config.toml.
+    Category inputs are under `drift.categories`: each category's live share against its training share,
+    unseen categories as one more bin, and a chi-square test of the counts.
+
+    The first request after a start, a promotion or for a much wider window may find the figures still being
+    read from the cases (in the background): it answers 503 with `Retry-After`.
     """
-    return monitoring_figures(engine=runtime.engine, card=runtime.deployment.live.card, since=since,
-                              until=until, last=last, bucket=bucket,
-                              thresholds=thresholds_of(runtime.settings.monitoring))
+    try:
+        return monitoring_figures(engine=runtime.engine, card=runtime.deployment.live.card, since=since,
+                                  until=until, last=last, bucket=bucket,
+                                  thresholds=thresholds_of(runtime.settings.monitoring), background=True)
+    except Computing as busy:
+        return _busy(busy)
 
 
 @page_router.get("/monitoring")
@@ -78,13 +90,25 @@ def monitoring_page(request: Request, runtime: RuntimeDep, user: AdminDep,
     """The figures as charts and tables (or, `format=json`, as the API gives them, for the logged-in admin).
     The form sends blank fields, so each one is parsed here."""
     form = {"since": since, "until": until, "last": last, "bucket": bucket}
-    fig = monitoring_figures(engine=runtime.engine, card=runtime.deployment.live.card,
-                             since=_parse(_TIME, "since", since), until=_parse(_TIME, "until", until),
-                             last=_parse(_LAST, "last", last), bucket=_parse(_BUCKET, "bucket", bucket),
-                             thresholds=thresholds_of(runtime.settings.monitoring))
+    try:
+        fig = monitoring_figures(engine=runtime.engine, card=runtime.deployment.live.card,
+                                 since=_parse(_TIME, "since", since), until=_parse(_TIME, "until", until),
+                                 last=_parse(_LAST, "last", last), bucket=_parse(_BUCKET, "bucket", bucket),
+                                 thresholds=thresholds_of(runtime.settings.monitoring), background=True)
+    except Computing as busy:
+        if format == "json":
+            return _busy(busy)
+        return render(request, "monitoring.html", fig=None, form=form, computing=busy.build.as_dict(),
+                      refresh=RETRY_SECONDS)
     if format == "json":
         return JSONResponse(jsonable_encoder(fig))
     return render(request, "monitoring.html", fig=fig, form=form)
+
+
+def _busy(busy: Computing) -> JSONResponse:
+    """503 while the figures are read in the background: since when, how far, and when to ask again."""
+    return JSONResponse({"detail": str(busy), "field": None, "computing": busy.build.as_dict()}, 503,
+                        headers={"Retry-After": str(RETRY_SECONDS)})
 
 
 _TIME: TypeAdapter[datetime] = TypeAdapter(datetime)

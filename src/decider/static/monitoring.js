@@ -69,5 +69,14 @@
         " · KS p " + (f.ks_pvalue === null ? "–" : f.ks_pvalue.toPrecision(2)) } },
         scales: { x: { ticks: binTicks(binLabels) }, y: { beginAtZero: true, ticks: pctAxis.ticks } } } });
   });
+  (fig.drift.categories || []).forEach(function (f, i) {
+    var binLabels = f.bins.labels;
+    draw("chart-category-" + i, { type: "bar", data: { labels: binLabels, datasets: [
+        { label: "live (n=" + f.n + ")", data: f.bins.actual, backgroundColor: f.flag ? C.danger : C.auto },
+        { label: "training", data: f.bins.expected, backgroundColor: C.train }
+      ] }, options: { plugins: { title: { display: true, text: "chi-square p " +
+        (f.chi2_pvalue === null ? "–" : f.chi2_pvalue.toPrecision(2)) + " · PSI " + (f.psi === null ? "–" : f.psi.toFixed(3)) } },
+        scales: { x: { ticks: binTicks(binLabels) }, y: { beginAtZero: true, ticks: pctAxis.ticks } } } });
+  });
   document.documentElement.dataset.chartsReady = "yes";
 })();
