@@ -46,8 +46,8 @@ from decider.web.admin_users import router as admin_users_router
 from decider.web.headers import SecurityHeaders
 from decider.web.pages import router as pages_router
 from decider.web.readiness import ReadyOut, readiness
-from decider.webhooks.api import router as webhooks_router
 from decider.web.submit import router as submit_router
+from decider.webhooks.api import router as webhooks_router
 from decider.webhooks.courier import Courier
 from decider.webhooks.views import router as webhooks_page_router
 
@@ -135,10 +135,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(review_api_router)
     app.include_router(pages_router)
     app.include_router(review_router)
+    app.include_router(submit_router)
     app.include_router(outcomes_router)
     app.include_router(monitoring_api_router)
     app.include_router(monitoring_page_router)
-    app.include_router(submit_router)
     app.include_router(metrics_router)
     app.include_router(policy_api_router)
     app.include_router(policy_page_router)
