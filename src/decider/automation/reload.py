@@ -164,7 +164,7 @@ def start(runtime: Runtime) -> asyncio.Task[None]:
     from decider.automation.auditing import Auditor
     from decider.automation.pilot import Pilot
     from decider.registry import deploy
-    from decider.review import deadlines
+    from decider.review import deadlines, insight
 
     pilot = Pilot(runtime)
     pilot.refresh(record=False)  # the thresholds earned so far are in the policy this process starts with
@@ -174,5 +174,5 @@ def start(runtime: Runtime) -> asyncio.Task[None]:
         deadlines.sweep(rt.engine, rt.settings.review)
 
     watcher = Watcher(runtime, runtime.settings.config_path, [deploy.refresh],
-                      [deploy.poll, pilot.tick, auditor.tick, sweep])
+                      [deploy.poll, pilot.tick, auditor.tick, sweep, insight.refresh_precedents])
     return asyncio.get_running_loop().create_task(watcher.run(), name="decider-config-watcher")

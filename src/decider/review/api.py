@@ -8,7 +8,7 @@ that person. A body cannot name another, and a client key gets 403.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,7 +18,8 @@ from decider.cases.schemas import CaseId, CaseOut, ErrorOut
 from decider.cases.service import public
 from decider.deps import ReviewerDep, RuntimeDep
 from decider.fields import Text
-from decider.review import service
+from decider.review import insight, service
+from decider.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1/review", tags=["review"], responses=ERRORS | {
     403: {"model": ErrorOut, "description": "Not a review token (a client key cannot act on the queue)"},
@@ -39,6 +40,45 @@ class ResolveIn(Body):
     note: Annotated[Text, Field(max_length=2000)] | None = None
 
 
+class ShareOut(BaseModel):
+    name: str
+    value: float | str | bool | None = Field(
+        description="The value the model scored (a category's or boolean's as sent; null: missing, imputed)")
+    contribution: float = Field(description="Its share of the margin, in `unit`: > 0 towards `suggested`, "
+                                "< 0 towards `runner_up`")
+    percentile: float | None = Field(description="Share of training values at or below this one, 0-100")
+    outside: bool = Field(description="Outside the training range")
+    training_mean: float | None
+    training_std: float | None
+    training_min: float | None
+    training_max: float | None
+
+
+class ExplanationOut(BaseModel):
+    """Why the model suggests `suggested` over `runner_up`: `base` + the sum of the contributions = `margin`."""
+
+    model_version: str
+    suggested: str
+    runner_up: str
+    method: Literal["linear", "shapley"] = Field(
+        description="`linear`: exact shares of a linear model's log-odds margin; `shapley`: interventional "
+        "Shapley values of the probability margin, estimated from `chains` permutation chains")
+    unit: str
+    base: float = Field(description="The margin averaged over background rows drawn from the training data")
+    margin: float = Field(description="The margin at this case")
+    exact: bool
+    chains: int
+    features: list[ShareOut] = Field(description="Every feature the model uses, largest share first")
+
+
+class PrecedentOut(BaseModel):
+    id: int
+    decision: str = Field(description="The final decision")
+    decided_by: str = Field(description="The person who decided it")
+    decided_at: datetime | None
+    distance: float = Field(description="Euclidean, in the live model's features scaled by their training spread")
+
+
 class ReviewCaseOut(CaseOut):
     """A case as a reviewer sees it: the model's output is null where the level (or a blind audit) hides it."""
 
@@ -47,6 +87,11 @@ class ReviewCaseOut(CaseOut):
     review_status: str | None = Field(description="`pending` (waiting for a reviewer) or `done`")
     claimed_by: str | None
     claim_expires_at: datetime | None
+    explanation: ExplanationOut | None = Field(
+        default=None, description="Why the model suggests its class; null where the model's output is hidden")
+    precedents: list[PrecedentOut] | None = Field(
+        default=None, description=f"The {insight.PRECEDENTS} most similar cases decided by a person, nearest "
+        "first; null where the model's output is hidden (a list of labelled look-alikes is a suggestion too)")
 
 
 class EventOut(BaseModel):
@@ -66,7 +111,7 @@ def claim_next(runtime: RuntimeDep, person: ReviewerDep, body: ClaimIn | None = 
     with runtime.engine.begin() as conn:
         case = service.claim_next(conn=conn, reviewer=person.name, sort=body.sort if body else "age",
                                   lease_seconds=runtime.settings.review.lease_seconds)
-    return Response(status_code=204) if case is None else _reviewer_view(case)
+    return Response(status_code=204) if case is None else _reviewer_view(runtime, case)
 
 
 @router.get("/cases/{case_id}", response_model=ReviewCaseWithHistory)
@@ -76,15 +121,16 @@ def read(case_id: CaseId, runtime: RuntimeDep, person: ReviewerDep) -> dict:
         case = service.get_case(conn=conn, case_id=case_id)
         events = service.history(conn=conn, case=case)
     hidden = service.model_hidden(case)
-    return _reviewer_view(case) | {"history": [service.event_view(e, hidden) for e in events]}
+    return _reviewer_view(runtime, case) | {"history": [service.event_view(e, hidden) for e in events]}
 
 
 @router.post("/cases/{case_id}/claim", response_model=ReviewCaseOut)
 def claim(case_id: CaseId, runtime: RuntimeDep, person: ReviewerDep, body: Body | None = None) -> dict:
     """Claim one named case (409 while another person holds it)."""
     with runtime.engine.begin() as conn:
-        return _reviewer_view(service.claim(conn=conn, case_id=case_id, reviewer=person.name,
-                                            lease_seconds=runtime.settings.review.lease_seconds))
+        case = service.claim(conn=conn, case_id=case_id, reviewer=person.name,
+                             lease_seconds=runtime.settings.review.lease_seconds)
+    return _reviewer_view(runtime, case)
 
 
 @router.post("/cases/{case_id}/release", status_code=204)
@@ -110,7 +156,7 @@ def correct(case_id: CaseId, body: CorrectIn, runtime: RuntimeDep, person: Revie
     with runtime.engine.begin() as conn:
         case = service.correct(conn=conn, case_id=case_id, person=person.name, admin=person.role == "admin",
                                label=body.label, labels=runtime.deployment.live.labels, note=body.note)
-    return _reviewer_view(case)
+    return _reviewer_view(runtime, case)
 
 
 @router.post("/cases/{case_id}/resolve", response_model=ReviewCaseOut)
@@ -119,8 +165,10 @@ def resolve(case_id: CaseId, body: ResolveIn, runtime: RuntimeDep, person: Revie
     with runtime.engine.begin() as conn:
         case = service.resolve(conn=conn, case_id=case_id, reviewer=person.name, label=body.label,
                                labels=runtime.deployment.live.labels, note=body.note)
-    return _reviewer_view(case)
+    return _reviewer_view(runtime, case)
 
 
-def _reviewer_view(case: dict) -> dict:
-    return public(service.reviewer_view(case))
+def _reviewer_view(runtime: Runtime, case: dict) -> dict:
+    """The case as the reviewer may see it, with the explanation and precedents where the model's view shows."""
+    return public(service.reviewer_view(case)) | {"explanation": insight.explanation(runtime, case),
+                                                   "precedents": insight.precedents(runtime, case)}

@@ -14,7 +14,7 @@ from decider.deps import RuntimeDep
 from decider.errors import Conflict, DeciderError
 from decider.fields import Text
 from decider.registry.cards import out_of_range, percentile
-from decider.review import service
+from decider.review import insight, service
 from decider.web.pages import CsrfField, UserDep, check_csrf, flash, render
 from decider.webhooks.service import deliveries
 
@@ -68,7 +68,18 @@ def case_page(request: Request, runtime: RuntimeDep, user: UserDep, case_id: Cas
     return render(request, "case.html", case=service.reviewer_view(case), hide_model=hidden,
                   features=_features(runtime, case["features"]), events=[service.event_view(e, hidden) for e in events],
                   labels=runtime.deployment.live.labels, held_by_other=held_by_other, undo=_undo(request),
-                  may_correct=may_correct, deliveries=sent)
+                  may_correct=may_correct, deliveries=sent, why=_why(insight.explanation(runtime, case)),
+                  precedents=insight.precedents(runtime, case))
+
+
+def _why(explanation: dict[str, Any] | None, top: int = 8) -> dict[str, Any] | None:
+    """The explanation as the page shows it: the `top` largest shares, the rest summed, bars to one scale."""
+    if explanation is None:
+        return None
+    shares = explanation["features"]
+    widest = max((abs(f["contribution"]) for f in shares), default=0.0) or 1.0
+    return explanation | {"top": shares[:top], "rest": len(shares[top:]), "widest": widest,
+                          "rest_sum": sum(f["contribution"] for f in shares[top:])}
 
 
 def _undo(request: Request) -> dict[str, Any] | None:
