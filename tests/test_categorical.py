@@ -237,8 +237,6 @@ def test_cases_are_scored_by_name_and_an_unseen_value_is_queued(trained, tmp_pat
         assert features["properties"]["member"]["type"] == "boolean"
 
 
-@pytest.mark.xfail(strict=True, reason="templates/case.html line 24 reads f.stats.min, which a category's "
-                   "statistics (counts) lack: the page fails until the template shows counts for them")
 def test_the_case_page_shows_category_values_as_text(trained, tmp_path, sqlite_url):
     models, frame = trained
     [row] = clear_rows(models, frame, 1)
@@ -248,6 +246,7 @@ def test_the_case_page_shows_category_values_as_text(trained, tmp_path, sqlite_u
         logged_in(client, "alice")
         page = client.get(f"/review/cases/{case['id']}")
         assert page.status_code == 200 and "purple" in page.text and row["shop"] in page.text
+        assert "not seen in training" in page.text and "3 values" in page.text  # colour: red, green, blue
 
 
 def _schemas(node: Any) -> list[dict[str, Any]]:
