@@ -51,9 +51,10 @@ class FieldSpec:
             return None if isinstance(value, str) else \
                 f"{value!r} is not text, but the field is a category: send one of {listed(self.categories)}"
         if self.type == "boolean":
-            return None if isinstance(value, bool) else f"{value!r} is not true or false, but the field is a boolean"
+            return None if isinstance(value, bool) else \
+                f"{value!r} is not true or false (the field is a boolean: send JSON true or false)"
         if isinstance(value, (str, bool)):
-            return f"{value!r} is not a number, but the field is a number"
+            return f"{value!r} is not a number (send the field as a JSON number)"
         return None
 
 
