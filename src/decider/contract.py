@@ -22,6 +22,9 @@ import numpy as np
 
 from decider.errors import InvalidInput
 
+# How a boolean is spelled in a CSV: one of these pairs, in any case. `decider train --csv` reads a column so
+# spelled as a boolean, and `decider submit --csv` sends a boolean field's cells by the same words.
+BOOLEAN_SPELLINGS = ({"true": True, "false": False}, {"yes": True, "no": False})
 LISTED = 12  # field names (or a field's categories) quoted in an error message, at most
 TYPES = ("number", "category", "boolean")
 UNSEEN = -1.0  # the code of a category value not seen in training: the model encodes it as none of them

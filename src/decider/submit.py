@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from decider.contract import BOOLEAN_SPELLINGS
+
 BATCH_PATH = "/api/v1/batches"
 RESULT_COLUMNS = ("row", "key", "status", "case_id", "route", "decision", "error")
 
@@ -37,7 +39,7 @@ class Row:
     problem: str | None = None  # why the row is not sent at all
 
 
-BOOLEANS = {"true": True, "false": False, "yes": True, "no": False}  # as `decider train --csv` reads them
+BOOLEANS = {word: value for spelling in BOOLEAN_SPELLINGS for word, value in spelling.items()}
 
 
 def cell(text: str, kind: str | None = None) -> float | str | bool | None:

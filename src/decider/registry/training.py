@@ -42,14 +42,13 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from decider import novelty
-from decider.contract import contract_from_columns
+from decider.contract import BOOLEAN_SPELLINGS, contract_from_columns
 from decider.registry.cards import card_path, feature_statistics
 
 SAMPLE_SIZE = 1000  # training values kept per feature in the card, for two-sample drift tests
 RELIABILITY_BINS = 10
 ISOTONIC_FROM = 1000  # isotonic calibration needs about this many rows; below it, temperature scaling
 MISSING = {"", "na", "n/a", "nan", "null", "none", "?"}
-BOOLEAN = ({"true": 1.0, "false": 0.0}, {"yes": 1.0, "no": 0.0})  # spellings a column of booleans uses
 AUTO_CATEGORIES = 50  # a text column with more distinct values is more like an id or free text: asked, not guessed
 MAX_CATEGORIES = 1000  # even declared with --category: one column per value in the model
 ESTIMATORS = ("auto", "logistic", "random_forest", "hist_gradient_boosting", "seed")
@@ -121,10 +120,10 @@ def _column(cells: list[str], declared: str | None) -> tuple[str, np.ndarray, tu
             share = "" if declared == "number" else f" ({len(present) - len(text)} of its {len(present)} values are)"
             return f"line {i + 2}: {cell!r} is not a number{share}"
         spelled = {c.lower() for _, c in present}
-        for words in BOOLEAN:
+        for words in BOOLEAN_SPELLINGS:
             if declared is None and spelled <= set(words):
                 for i, c in present:
-                    values[i] = words[c.lower()]
+                    values[i] = float(words[c.lower()])
                 return "boolean", values, ()
     categories = tuple(sorted({c for _, c in present}))
     # Undeclared, a column of many values, or of a new value every other row, is more like an id than a category.
