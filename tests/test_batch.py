@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from datetime import datetime
 
 import pytest
 from sqlalchemy import func, select
 
+from decider.cases.service import Submission, score_batch, store_batch
 from decider.cases.tables import Case, ShadowPrediction
 from helpers import AMBIGUOUS, SETOSA, api, model_versions, settings_for, submit
 
@@ -82,6 +85,31 @@ def test_keys_are_idempotent_per_case(tmp_path, db_url):
         assert count(client) == 4
 
 
+def test_a_key_another_writer_is_storing_is_returned_once_it_commits(tmp_path, db_url):
+    # Two processes (here two connections) store the same key at once: the second waits for the first's
+    # commit, then finds its case, neither an error nor a second case.
+    with api(settings_for(tmp_path, db_url)) as (client, h):
+        runtime = client.app.state.runtime
+        subs = [Submission("tests", SETOSA, "raced"), Submission("tests", AMBIGUOUS, "other-1")]
+        got: dict[str, list] = {}
+        with runtime.engine.begin() as first:
+            mine = store_batch(first, score_batch(runtime, subs[:1]))
+
+            def second() -> None:
+                with runtime.engine.begin() as conn:
+                    got["second"] = store_batch(conn, score_batch(runtime, subs))
+
+            racer = threading.Thread(target=second)
+            racer.start()
+            racer.join(1.0)
+            assert racer.is_alive()  # waiting on the first writer's uncommitted key
+        racer.join(30)
+        (row, created), (other, other_created) = got["second"]
+        assert (created, other_created) == (False, True)
+        assert row["id"] == mine[0][0]["id"] and row["key"] == "raced"
+        assert count(client) == 2
+
+
 COMPARED = ("route", "status", "decision", "effective_level", "threshold", "model_version", "model_role",
             "audit", "review_status", "show_suggestion", "novelty", "prediction", "probabilities", "confidence")
 
@@ -130,22 +158,30 @@ def test_batch_cases_are_routed_as_single_cases(tmp_path, db_url):
 
 
 def test_a_full_batch_answers_each_case_with_its_own_stored_row(tmp_path, db_url):
-    # 300 cases: past the size at which PostgreSQL inserts without RETURNING and reads the ids back by key.
+    # 700 cases: more than one INSERT statement's worth on SQLite (bulk.MAX_PARAMS), so ids cross chunks.
     cases = [{"features": {"sepal length (cm)": 4.5 + (i % 30) / 10, WIDTH: (i % 25) / 10}, "key": f"full-{i}"}
-             for i in range(299)] + [{"features": AMBIGUOUS}]
+             for i in range(699)] + [{"features": AMBIGUOUS}]
     with api(settings_for(tmp_path, db_url)) as (client, h):
         submit(client, h, SETOSA)  # ids do not start at 1
         results = post(client, h, cases)
         assert {r["status"] for r in results} == {201}
         with client.app.state.runtime.engine.connect() as conn:
             rows = {r["id"]: r for r in conn.execute(select(Case)).mappings()}
-        assert len({r["case"]["id"] for r in results}) == 300
+        assert len({r["case"]["id"] for r in results}) == 700
         for case, result in zip(cases, results, strict=True):
             row = rows[result["case"]["id"]]
             assert row["features"] == case["features"] and row["key"] == result["case"]["key"]
             assert case.get("key", row["key"]) == row["key"]
             assert (row["route"], row["prediction"]) == (result["case"]["route"], result["case"]["prediction"])
             assert row["review_label"] is None and row["claimed_by"] is None and row["outcome"] is None
+            # Each value stored as its column's type, as the ORM would store it (bulk.py converts them itself).
+            assert row["probabilities"] == result["case"]["probabilities"]
+            assert row["confidence"] == result["case"]["confidence"]
+            assert row["novelty"] == result["case"]["novelty"]
+            assert isinstance(row["show_suggestion"], bool) and isinstance(row["audit"], bool)
+            assert row["created_at"].tzinfo is not None
+            assert row["created_at"] == datetime.fromisoformat(result["case"]["created_at"])
+            assert (row["decided_at"] is None) == (row["route"] == "queue")
 
 
 def test_shadow_models_score_batch_cases(tmp_path, sqlite_url):

@@ -11,8 +11,6 @@ import asyncio
 import logging
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
 from decider.cases.service import Submission, score_batch, store_batch
 from decider.errors import DeciderError
 from decider.review import deadlines
@@ -75,16 +73,9 @@ class Ingestor:
         """Score and store submissions in one transaction (this writer's step, and the batch endpoint's)."""
         rows = score_batch(self.runtime, subs)
         deadlines.stamp(rows, self.runtime.settings.review)
-        try:
-            with self.runtime.engine.begin() as conn:
-                results = store_batch(conn, rows)
-                decided_by_model(conn, results)
-        except IntegrityError:
-            # Another process stored one of these keys between our check and insert: redo the batch,
-            # now that the check will find it.
-            with self.runtime.engine.begin() as conn:
-                results = store_batch(conn, rows)
-                decided_by_model(conn, results)
+        with self.runtime.engine.begin() as conn:
+            results = store_batch(conn, rows)
+            decided_by_model(conn, results)
         for hook in self.after_commit:
             try:
                 hook([row for row, created in results if created])

@@ -9,10 +9,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
-from pydantic_core import to_json
-from sqlalchemy import JSON, Connection, Dialect, bindparam, insert, select
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy import Connection, select
 
+from decider.cases.bulk import insert_new
 from decider.cases.tables import Case, CaseEvent
 from decider.contract import Value
 from decider.db import now
@@ -129,22 +128,6 @@ def scored_by(model: LoadedModel, features: Sequence[Mapping[str, Value]], idx: 
 
 
 CHUNK = 500  # keys per `IN (...)`: well within every engine's limit on bound parameters
-JSON_COLUMNS = ("features", "novelty", "probabilities")
-RETURNING_MAX = 64  # on PostgreSQL, larger batches insert without RETURNING (see store_batch)
-
-
-class EncodedJSON(TypeDecorator[Any]):
-    """A JSON column's value already encoded (by pydantic_core, ~7x faster than the json module the engine uses,
-    and the same JSON), handed to the driver as it is: the column's type, and its cast on PostgreSQL, stay."""
-
-    impl = JSON
-    cache_ok = True
-
-    def bind_processor(self, dialect: Dialect) -> None:
-        return None
-
-
-INSERT_NEW = insert(CASE).values({name: bindparam(name, type_=EncodedJSON()) for name in JSON_COLUMNS})
 
 
 def by_client(pairs: set[tuple[str, str]]) -> Iterator[tuple[str, list[str]]]:
@@ -157,45 +140,31 @@ def by_client(pairs: set[tuple[str, str]]) -> Iterator[tuple[str, list[str]]]:
 
 def store_batch(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], bool]]:
     """Insert new cases in the caller's transaction; a (client, key) already stored, or repeated within the
-    batch, returns the stored case instead: (row, created)."""
-    wanted = set()
-    for r in rows:  # a key decider generated cannot be stored yet: look up only the clients' own keys
-        if not r.pop("generated_key", False):
-            wanted.add((r["client"], r["key"]))
-    found: dict[tuple[str, str], dict[str, Any]] = {}
-    for client, keys in by_client(wanted):
-        query = select(CASE).where(CASE.c.client == client, CASE.c.key.in_(keys))
-        found |= {(r["client"], r["key"]): dict(r) for r in conn.execute(query).mappings()}
+    batch, returns the stored case instead: (row, created).
+
+    Every row is offered to the INSERT, which skips a key already stored (bulk.insert_new); only those skipped
+    are read back, so the usual batch of new cases costs no lookup, and a key stored meanwhile by another
+    process is found, not an error."""
     new: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
-        ident = (row["client"], row["key"])
-        if ident not in found:
-            new.setdefault(ident, row)
-    if new:
-        params = [row | {name: to_json(row[name]).decode() for name in JSON_COLUMNS} for row in new.values()]
-        if conn.dialect.name == "postgresql" and len(params) > RETURNING_MAX:
-            # A plain multi-row INSERT, then the ids by (client, key): with RETURNING, SQLAlchemy's batched
-            # insert cost 3x the CPU here (1,000 rows: 262 against 75 ms).
-            conn.execute(INSERT_NEW, params)
-            ids: dict[tuple[str, str], int] = {}
-            for client, keys in by_client(set(new)):
-                query = select(CASE.c.key, CASE.c.id).where(CASE.c.client == client, CASE.c.key.in_(keys))
-                ids |= {(client, key): case_id for key, case_id in conn.execute(query)}
-        else:
-            # One multi-row INSERT ... RETURNING, matched by (client, key), so in no particular order: RETURNING
-            # in parameter order is one INSERT per row on SQLite (1,000 rows: 116 against 77 ms of CPU).
-            returning = INSERT_NEW.returning(CASE.c.id, CASE.c.client, CASE.c.key)
-            ids = {(client, key): case_id for case_id, client, key in conn.execute(returning, params)}
+        row.pop("generated_key", None)
+        new.setdefault((row["client"], row["key"]), row)
+    ids = insert_new(conn, list(new.values()))
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for client, keys in by_client(set(new) - set(ids)):
+        query = select(CASE).where(CASE.c.client == client, CASE.c.key.in_(keys))
+        found |= {(r["client"], r["key"]): dict(r) for r in conn.execute(query).mappings()}
+    if ids:
         # The columns a new case has no value in yet (its review, claim, outcome) were left to the database's
         # NULL rather than bound 8,000 times a batch; the returned rows carry them like a row read back.
         later = dict.fromkeys(c.name for c in CASE.columns if c.name not in rows[0] and c.name != "id")
-        for ident, row in new.items():
-            row["id"] = ids[ident]
-            row.update(later)
+        for ident, case_id in ids.items():
+            new[ident]["id"] = case_id
+            new[ident].update(later)
     results = []
     for row in rows:
         ident = (row["client"], row["key"])
-        stored = found.get(ident) or new[ident]
+        stored = new[ident] if ident in ids else found[ident]
         results.append((stored, stored is row))
     return results
 
