@@ -20,7 +20,7 @@ from decider.novelty import unscorable
 from decider.policy import Level, needs_model, route, stable_fraction
 from decider.registry.artifacts import LoadedModel
 from decider.runtime import Deployment, Runtime
-from decider.scoring import Score, score_from
+from decider.scoring import Score, scores_from
 
 log = logging.getLogger("decider.ingest")
 CASE = Case.__table__  # type: ignore[attr-defined]
@@ -115,13 +115,15 @@ def scored_by(model: LoadedModel, features: Sequence[Mapping[str, Value]], idx: 
     rows from `model.matrix`, which codes category values by the model's own contract)."""
     matrix = model.matrix(features)
     probs = predict_each_if_needed(model, matrix)
-    finite = np.isfinite(probs).all(axis=1).tolist()
-    for i, p, ok, reasons, gap in zip(idx, probs.tolist(), finite, model.guard.check(matrix, features),
-                                      missing_required(model, matrix), strict=True):
+    finite = np.isfinite(probs).all(axis=1)
+    scored = iter(scores_from(model.labels, probs[finite]))  # one vectorised step for the rows it can score
+    for i, ok, reasons, gap in zip(idx, finite.tolist(), model.guard.check(matrix, features),
+                                   missing_required(model, matrix), strict=True):
+        score = next(scored) if ok else None
         if gap:  # a field the model needs and the contract never lets be null (a switch raced the check)
             reasons.append({"kind": "unscorable", "feature": gap, "message": f"{gap} is missing"})
-        elif ok:
-            scores[i] = score_from(model.labels, p)
+        elif score is not None:
+            scores[i] = score
         else:  # values so extreme the model overflows: a case for a person, never an error
             reasons.append(unscorable(model.id))
         novel[i] = reasons  # [] when nothing is unusual; None stays for a case no model checked
