@@ -94,11 +94,14 @@ def insert_new(conn: Connection, rows: Sequence[dict[str, Any]]) -> dict[tuple[s
         # psycopg pipelines one prepared single-row INSERT: 1,000 rows in ~45 ms, where one multi-row VALUES
         # of 16,000 parameters took 100-300 ms to parse and plan.
         cursor = conn.connection.cursor()  # the DBAPI cursor of this transaction's connection
-        cursor.executemany(st.sql(1), values, returning=True)  # type: ignore[call-arg]  # psycopg 3
-        while True:
-            ids |= {(client, key): case_id for case_id, client, key in cursor.fetchall()}
-            if not cursor.nextset():
-                break
+        try:
+            cursor.executemany(st.sql(1), values, returning=True)  # type: ignore[call-arg]  # psycopg 3
+            while True:
+                ids |= {(client, key): case_id for case_id, client, key in cursor.fetchall()}
+                if not cursor.nextset():
+                    break
+        finally:
+            cursor.close()
         return ids
     # sqlite3 cannot return rows from executemany: one multi-row VALUES per chunk (1,000 rows: ~20 ms).
     per = max(1, MAX_PARAMS // len(columns))
