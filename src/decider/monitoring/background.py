@@ -66,7 +66,7 @@ class Build:
                 with cache.lock:
                     cache.parts(conn, self.window, self.progress)
             seconds = (now() - self.started).total_seconds()
-            log.info("monitoring: read %d cases since %s in %.1f s", self.read, self.window.start.date(), seconds)
+            log.info("read %d cases since %s in %.1f s", self.read, self.window.start.date(), seconds)
         except Cancelled:
             self.error = "stopped: the process is shutting down"
         except Exception as exc:  # a background thread has no caller to raise to: log it, show it
