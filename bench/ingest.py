@@ -129,7 +129,6 @@ class Decider:
             if time.perf_counter() - started > seconds or self.proc.poll() is not None:
                 raise SystemExit(f"decider's monitoring warm-up did not finish; see {self.log}")
             time.sleep(0.5)
-        self.warm_up_s = time.perf_counter() - started
 
     def __exit__(self, *exc: object) -> None:
         self.proc.terminate()

@@ -1,5 +1,5 @@
-"""The ingest INSERT: new case rows as one multi-row `INSERT ... ON CONFLICT DO NOTHING RETURNING` per chunk,
-in the driver's own SQL.
+"""The ingest INSERT: new case rows as `INSERT ... ON CONFLICT DO NOTHING RETURNING` in the driver's own SQL
+(one multi-row statement per chunk on SQLite, one pipelined single-row statement on PostgreSQL).
 
 SQLAlchemy's executemany builds a dict of every bound parameter of every row and runs each through its type's
 processor in Python: for 1,000 cases that was ~25 ms of the ~55 ms a batch's insert took on SQLite, around the
@@ -28,19 +28,19 @@ CASE = Case.__table__  # type: ignore[attr-defined]
 JSON_COLUMNS = ("features", "novelty", "probabilities")  # encoded here by pydantic_core (~7x the json module)
 # Bound parameters per statement: within SQLite's 32,766 (3.32 and later) and PostgreSQL's 65,535.
 MAX_PARAMS = 16_000
-PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s"}  # sqlite3; psycopg takes %s for either style
+PLACEHOLDER = {"qmark": "?", "pyformat": "%s"}  # sqlite3; psycopg, which takes %s positionally too
+TAIL = "ON CONFLICT (client, key) DO NOTHING RETURNING id, client, key"
 
 
 @dataclass(frozen=True)
 class Statement:
     head: str  # INSERT INTO "case" (...) VALUES
     row: str  # one row's (...) with this engine's placeholders and casts
-    tail: str  # ON CONFLICT (client, key) DO NOTHING RETURNING id, client, key
     columns: tuple[str, ...]
     convert: tuple[tuple[int, Callable[[Any], Any]], ...]  # (position, processor) where the type converts
 
     def sql(self, rows: int) -> str:
-        return f"{self.head} {', '.join([self.row] * rows)} {self.tail}"
+        return f"{self.head} {', '.join([self.row] * rows)} {TAIL}"
 
 
 @cache
@@ -68,8 +68,7 @@ def statement(dialect: Dialect, columns: tuple[str, ...]) -> Statement:
         processor = CASE.c[name].type.dialect_impl(dialect).bind_processor(dialect)
         if processor is not None:
             convert.append((position, processor))
-    tail = "ON CONFLICT (client, key) DO NOTHING RETURNING id, client, key"
-    return Statement(head, values, tail, tuple(order), tuple(convert))
+    return Statement(head, values, tuple(order), tuple(convert))
 
 
 def insert_new(conn: Connection, rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], int]:

@@ -104,7 +104,6 @@ def score_batch(runtime: Runtime, subs: Sequence[Submission]) -> list[dict[str, 
             "decided_by": "model" if auto else None, "decided_at": at if auto else None, "audit": routing.audit,
             "audit_probability": routing.audit_probability,
             "review_status": "pending" if (not auto or routing.audit) else None, "created_at": at,
-            "generated_key": sub.key is None,
         })
     return rows
 
@@ -149,7 +148,6 @@ def store_batch(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[
     process is found, not an error."""
     new: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
-        row.pop("generated_key", None)
         new.setdefault((row["client"], row["key"]), row)
     ids = insert_new(conn, list(new.values()))
     found: dict[tuple[str, str], dict[str, Any]] = {}
