@@ -5,10 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, ForeignKey, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, ForeignKey, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from decider.db import BigId, UTCDateTime, now
+
+REVIEWED = text("review_status IS NOT NULL")
+
+
+def review_index(name: str, *columns: str) -> Index:
+    """An index over the cases with a review only. Most cases are decided automatically and never reviewed,
+    and every index entry is paid for by each insert; every query on these indexes compares review_status
+    with a value, which implies the predicate on SQLite and PostgreSQL alike, so their planners still use it."""
+    return Index(name, *columns, sqlite_where=REVIEWED, postgresql_where=REVIEWED)
 
 
 class Case(SQLModel, table=True):
@@ -16,14 +25,14 @@ class Case(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("client", "key", name="uq_case_client_key"),
         # The review queue: pending reviews in order of age or of confidence (keyset pagination).
-        Index("ix_case_queue_age", "review_status", "id"),
+        review_index("ix_case_queue_age", "review_status", "id"),
         # Least confident first, among the cases whose suggestion reviewers may see (review.service.RANKED).
-        Index("ix_case_queue_ranked", "review_status", "show_suggestion", "audit", "confidence", "id"),
+        review_index("ix_case_queue_ranked", "review_status", "show_suggestion", "audit", "confidence", "id"),
         # Live claims: "claimed now", and the claim a reviewer already holds.
-        Index("ix_case_queue_claims", "review_status", "claim_expires_at"),
+        review_index("ix_case_queue_claims", "review_status", "claim_expires_at"),
+        review_index("ix_case_queue_due", "review_status", "due_at"),
         Index("ix_case_status_id", "status", "id"),
         Index("ix_case_created_at", "created_at"),
-        Index("ix_case_queue_due", "review_status", "due_at"),
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
