@@ -3,8 +3,9 @@
 The four queue indexes (age, ranked, claims, due) become partial, `WHERE review_status IS NOT NULL`: a case
 decided automatically and not audited never appears in the queue, so it need not pay four index entries on
 insert. Every queue query compares review_status with a value, which implies the predicate, so both engines'
-planners keep using them. Alembic's autogenerate does not compare index predicates; test_migrations checks
-them.
+planners keep using them. Alembic's autogenerate does not compare index predicates;
+tests/test_review_indexes.py checks them. On PostgreSQL the rebuild holds off writes to the case table while
+it reads it once per index.
 
 Revision ID: a7d3c1e9b2f4
 Revises: 83baaaeec7c9
