@@ -4,6 +4,7 @@ database too when DECIDER_TEST_POSTGRES_URL names a server (see README)."""
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +13,13 @@ from helpers import postgres_database
 
 PG_URL = os.environ.get("DECIDER_TEST_POSTGRES_URL")
 ENGINES = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+@pytest.fixture(autouse=True)
+def seeded_random(request: pytest.FixtureRequest) -> None:
+    """The product draws audits with `random.random()`: seeded by the test's id, so a statistical check that
+    would fail by chance fails every run, where it can be looked at, instead of once in many."""
+    random.seed(request.node.nodeid)
 
 
 @pytest.fixture(params=ENGINES)
