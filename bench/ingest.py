@@ -7,6 +7,8 @@ endpoint (POST /api/v1/batches), driven by a small Python client with pre-encode
 
 Always decider on SQLite (`--workers`, default 1: the embedded default); with `--postgres URL` also decider on
 that PostgreSQL database (`--pg-workers`, default 2: the scale-out engine), each against the same Flask figure.
+The batch part also runs SQLite with one worker per core, as a bulk load would (one worker takes one batch at
+a time).
 
 Needs `wrk` (apt-get install wrk) and the bench extra (pip install -e '.[bench]') for the single-case part;
 the batch part needs neither. Reruns on the same PostgreSQL database (each run makes its own API key and
@@ -264,7 +266,10 @@ def main() -> None:
         if args.only != "single":
             print(f"batches of {args.batch_size} new cases, {args.batch_connections} connection(s) "
                   "(target >= 50,000 cases/s stored):")
-            for engine, db, workers in runs:
+            # One worker takes one batch at a time: SQLite with a worker per core shows what bulk loads get.
+            cores = os.cpu_count() or 1
+            per_core = [("sqlite", runs[0][1], cores)] if cores > args.workers else []
+            for engine, db, workers in runs + per_core:
                 b = bench_batch(args, db, workers, tmp)
                 print(f"  decider, {engine}, {workers} worker(s): {b['cases_per_s']:,.0f} cases/s; "
                       f"{b['stored']:,} cases in {b['batches']} batches in {b['seconds']:.1f} s; per batch "
