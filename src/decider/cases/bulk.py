@@ -1,10 +1,11 @@
 """The ingest INSERT: new case rows as `INSERT ... ON CONFLICT DO NOTHING RETURNING` in the driver's own SQL
-(one multi-row statement per chunk on SQLite, one pipelined single-row statement on PostgreSQL).
+(one multi-row VALUES per chunk on SQLite; one `SELECT * FROM unnest(array, ...)`, a binary array per column,
+on PostgreSQL).
 
 SQLAlchemy's executemany builds a dict of every bound parameter of every row and runs each through its type's
 processor in Python: for 1,000 cases that was ~25 ms of the ~55 ms a batch's insert took on SQLite, around the
 ~20 ms SQLite itself needs. Here the statement is compiled by SQLAlchemy once per engine (its quoting, its
-casts), each row becomes a tuple in C (`itemgetter`), and only the columns whose type converts a value on this
+types), the values are gathered column by column, and only the columns whose type converts a value on this
 engine (a timestamp, a boolean on SQLite) run a processor, once per distinct value in the batch: the same one
 SQLAlchemy would run, so the stored bytes are the same. `ON CONFLICT (client, key) DO NOTHING` makes a key
 stored meanwhile by another process a row not returned rather than an error; the caller reads those back.
@@ -16,7 +17,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from operator import itemgetter
+from itertools import chain
 from typing import Any
 
 from pydantic_core import to_json
@@ -34,13 +35,21 @@ TAIL = "ON CONFLICT (client, key) DO NOTHING RETURNING id, client, key"
 
 @dataclass(frozen=True)
 class Statement:
-    head: str  # INSERT INTO "case" (...) VALUES
+    head: str  # INSERT INTO "case" (...)
     row: str  # one row's (...) with this engine's placeholders and casts
     columns: tuple[str, ...]
     convert: tuple[tuple[int, Callable[[Any], Any]], ...]  # (position, processor) where the type converts
+    types: tuple[str, ...]  # each column's type in this engine's SQL, e.g. TIMESTAMP WITH TIME ZONE
 
     def sql(self, rows: int) -> str:
-        return f"{self.head} {', '.join([self.row] * rows)} {TAIL}"
+        """Rows of values inline (SQLite)."""
+        return f"{self.head} VALUES {', '.join([self.row] * rows)} {TAIL}"
+
+    def unnest(self) -> str:
+        """Any number of rows as one array per column (PostgreSQL): one statement to parse and plan, whatever
+        the batch, and binary arrays (`%b`), which psycopg sends ~10x cheaper than text for timestamps and JSON."""
+        arrays = ", ".join(f"%b::{kind}[]" for kind in self.types)
+        return f"{self.head} SELECT * FROM unnest({arrays}) {TAIL}"
 
 
 @cache
@@ -50,7 +59,6 @@ def statement(dialect: Dialect, columns: tuple[str, ...]) -> Statement:
     compiled = stmt.compile(dialect=dialect)
     text = str(compiled)
     head, values = text.split(" VALUES ", 1)
-    head += " VALUES"
     if dialect.paramstyle == "qmark":
         order = list(compiled.positiontup or ())
     elif dialect.paramstyle == "pyformat":
@@ -68,7 +76,8 @@ def statement(dialect: Dialect, columns: tuple[str, ...]) -> Statement:
         processor = CASE.c[name].type.dialect_impl(dialect).bind_processor(dialect)
         if processor is not None:
             convert.append((position, processor))
-    return Statement(head, values, tuple(order), tuple(convert))
+    types = tuple(CASE.c[name].type.compile(dialect=dialect) for name in order)
+    return Statement(head, values, tuple(order), tuple(convert), types)
 
 
 def insert_new(conn: Connection, rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], int]:
@@ -77,39 +86,34 @@ def insert_new(conn: Connection, rows: Sequence[dict[str, Any]]) -> dict[tuple[s
     if not rows:
         return {}
     st = statement(conn.dialect, tuple(sorted(rows[0])))
-    columns = st.columns
-    get = itemgetter(*columns)
-    json_at = [columns.index(name) for name in JSON_COLUMNS if name in columns]
+    convert = dict(st.convert)
+    # Column by column (a list comprehension each), not row by row: 1,000 rows in ~6 ms instead of ~10 ms.
     # A batch shares its few timestamps (created_at, decided_at) and booleans: each distinct value is
     # converted once (SQLite's timestamp processor formats in Python, ~1 us a value).
-    converted: list[dict[Any, Any]] = [{} for _ in st.convert]
-    values: list[list[Any]] = []
-    for row in rows:
-        one = list(get(row))
-        for j in json_at:
-            one[j] = to_json(one[j]).decode()
-        for (j, processor), seen in zip(st.convert, converted, strict=True):
-            v = one[j]
-            one[j] = seen[v] if v in seen else seen.setdefault(v, processor(v))
-        values.append(one)
+    columns: list[list[Any]] = []
+    for position, name in enumerate(st.columns):
+        column = [row[name] for row in rows]
+        if name in JSON_COLUMNS:
+            column = [to_json(v).decode() for v in column]
+        elif position in convert:
+            processor = convert[position]
+            seen = {v: processor(v) for v in set(column)}
+            column = [seen[v] for v in column]
+        columns.append(column)
     ids: dict[tuple[str, str], int] = {}
     if conn.dialect.name == "postgresql":
-        # psycopg pipelines one prepared single-row INSERT: 1,000 rows in ~45 ms, where one multi-row VALUES
-        # of 16,000 parameters took 100-300 ms to parse and plan.
+        # 1,000 rows in ~45 ms, where psycopg's pipelined single-row INSERT took ~75 ms and one multi-row
+        # VALUES of 25,000 parameters 100-300 ms to parse and plan.
         cursor = conn.connection.cursor()  # the DBAPI cursor of this transaction's connection
         try:
-            cursor.executemany(st.sql(1), values, returning=True)  # type: ignore[call-arg]  # psycopg 3
-            while True:
-                ids |= {(client, key): case_id for case_id, client, key in cursor.fetchall()}
-                if not cursor.nextset():
-                    break
+            cursor.execute(st.unnest(), columns)
+            return {(client, key): case_id for case_id, client, key in cursor.fetchall()}
         finally:
             cursor.close()
-        return ids
     # sqlite3 cannot return rows from executemany: one multi-row VALUES per chunk (1,000 rows: ~20 ms).
     per = max(1, MAX_PARAMS // len(columns))
-    for start in range(0, len(values), per):
-        chunk = values[start:start + per]
-        result = conn.exec_driver_sql(st.sql(len(chunk)), tuple(v for one in chunk for v in one))
+    for start in range(0, len(rows), per):
+        chunk = [column[start:start + per] for column in columns]
+        result = conn.exec_driver_sql(st.sql(len(chunk[0])), tuple(chain.from_iterable(zip(*chunk, strict=True))))
         ids |= {(client, key): case_id for case_id, client, key in result}
     return ids
