@@ -252,3 +252,45 @@ def test_openapi_documents_the_batch(tmp_path, sqlite_url):
         assert op["responses"]["200"]["content"]["application/json"]["schema"] == {
             "$ref": "#/components/schemas/BatchOut"}
         assert {"401", "413", "422"} <= set(op["responses"])
+
+
+# JSON tokens, some of which CaseIn refuses: what the quick first pass (schemas.QuickBatch) must agree with.
+VALUES = ["0", "-0.0", "1", "1.5", "-2e-300", "1e308", "1e309", "-1e309", "1" + "0" * 400, "true", "false",
+          "null", '""', '"x"', '"1.5"', '"true"', '"null"', '"é"', f'"{"a" * 1000}"', f'"{"a" * 1001}"',
+          '"a\\u0000b"', '"\\\\u0000"', "[]", "[1]", "{}", '{"a": 1}']
+NAMES = ['"x"', '""', '"a b"', '"é"', '"n\\u0000"', '"sepal length (cm)"']
+KEYS = [None, '"k-1"', '""', f'"{"k" * 200}"', f'"{"k" * 201}"', '"a b"', '"é"', '"k\\u0000"', "5", "null"]
+
+
+def random_body(rnd) -> bytes:  # type: ignore[no-untyped-def]
+    cases = []
+    for _ in range(rnd.randint(1, 4)):
+        fields = ", ".join(f"{rnd.choice(NAMES)}: {rnd.choice(VALUES)}" for _ in range(rnd.randint(0, 3)))
+        case = [f'"features": {{{fields}}}']
+        key = rnd.choice(KEYS)
+        if key is not None:
+            case.append(f'"key": {key}')
+        if rnd.random() < 0.05:
+            case.append('"extra": 1')
+        cases.append("{" + ", ".join(case) + "}")
+    return ('{"cases": [' + ", ".join(cases) + "]}").encode()
+
+
+def test_the_quick_first_pass_accepts_only_what_case_in_accepts_as_the_same_values():
+    """Valid cases skip CaseIn's Python validators (batch.checked): each body must come out exactly as CaseIn
+    alone makes it, the same values of the same types, and the same refusals."""
+    import random
+
+    from decider.cases import batch
+
+    rnd = random.Random(13)
+    quick_accepted = 0
+    for _ in range(3000):
+        raw = random_body(rnd)
+        by_case_in = batch.validate(batch.parse(raw, "application/json", 100))
+        assert repr(batch.checked(raw, "application/json", 100)) == repr(by_case_in), raw
+        if (cases := batch.quick(raw)) is not None:
+            quick_accepted += 1
+            assert repr(cases) == repr(by_case_in), raw
+    # Both sides exercised: bodies the quick pass takes, and bodies only CaseIn can judge.
+    assert 100 < quick_accepted < 2900

@@ -14,25 +14,30 @@ import asyncio
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import pydantic_core
 from pydantic import TypeAdapter, ValidationError
 
 from decider.cases import service
 from decider.cases.ingest import Ingestor
-from decider.cases.schemas import BatchIn, CaseIn, CaseOut, NoveltyOut
+from decider.cases.schemas import CaseIn, CaseOut, NoveltyOut, QuickBatch
 from decider.errors import DeciderError, InvalidInput
 from decider.monitoring.metrics import record_cases
 
 ONE = TypeAdapter(CaseIn)
 MANY = TypeAdapter(list[CaseIn])
-WHOLE = TypeAdapter(BatchIn)
+QUICK = TypeAdapter(QuickBatch)
 CASE_FIELDS = tuple(CaseOut.model_fields)
 NOVELTY_FIELDS = tuple(NoveltyOut.model_fields)
 # One batch write at a time per process (per ingestor): SQLite has one writer, and concurrent batches would
 # only wait on its lock (or on the GIL) in separate threads.
 _locks: weakref.WeakKeyDictionary[Ingestor, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+class Valid(NamedTuple):  # a case as CaseIn validated it
+    features: dict[str, Any]
+    key: str | None
 
 
 @dataclass(frozen=True)
@@ -72,10 +77,10 @@ def parse(raw: bytes, content_type: str, max_cases: int) -> list[Any]:
     return cases
 
 
-def validate(items: list[Any]) -> list[CaseIn | Refused]:
-    """Each item as a CaseIn, or its 422 naming the field, e.g. `cases[3].features.x`."""
+def validate(items: list[Any]) -> list[Valid | Refused]:
+    """Each item as CaseIn validates it, or its 422 naming the field, e.g. `cases[3].features.x`."""
     try:
-        return list(MANY.validate_python(items))
+        return [as_valid(case) for case in MANY.validate_python(items)]
     except ValidationError as exc:
         first: dict[int, Refused] = {}
         for err in exc.errors():
@@ -83,30 +88,40 @@ def validate(items: list[Any]) -> list[CaseIn | Refused]:
             if isinstance(index, int) and index not in first:
                 field = where(index, loc)
                 first[index] = Refused(422, f"{field}: {err['msg']}", field)
-    return [first.get(i) or ONE.validate_python(item) for i, item in enumerate(items)]
+    return [first.get(i) or as_valid(ONE.validate_python(item)) for i, item in enumerate(items)]
 
 
-def checked(raw: bytes, content_type: str, max_cases: int) -> list[CaseIn | Refused]:
-    """Each case of the body as a CaseIn or its own 422; a whole body's 4xx raised. A body whose every case is
-    valid (the usual one) is validated straight from its bytes in one call (1,000 cases: ~4x faster than
-    parsing, then validating); any other is taken apart by `parse` and `validate` to name each refusal."""
-    if "json" in content_type.lower():
-        try:
-            cases: list[CaseIn | Refused] = list(WHOLE.validate_json(raw).cases)
-        except ValidationError:
-            pass
-        else:
-            if len(cases) <= max_cases:
-                return cases
+def as_valid(case: CaseIn) -> Valid:
+    return Valid(dict(case.features), case.key)
+
+
+def quick(raw: bytes) -> list[Valid] | None:
+    """The cases of a body whose every case is valid (the usual one), by schemas.QuickBatch straight from its
+    bytes in one call with no Python per value (1,000 cases of 2 features: ~1.3 ms, against ~4.2 ms by CaseIn
+    and more by parsing first; of 20 features ~6 ms against ~18 ms). None for any other body, and for one with
+    `\\u0000`, a NUL character, which QuickBatch cannot see."""
+    if b"\\u0000" in raw:
+        return None
+    try:
+        return [Valid(case["features"], case.get("key")) for case in QUICK.validate_json(raw)["cases"]]
+    except ValidationError:
+        return None
+
+
+def checked(raw: bytes, content_type: str, max_cases: int) -> list[Valid | Refused]:
+    """Each case of the body as CaseIn validates it, or its own 422; a whole body's 4xx raised. A body that
+    `quick` cannot take is taken apart by `parse` and `validate` to name each refusal."""
+    if "json" in content_type.lower() and (cases := quick(raw)) is not None and len(cases) <= max_cases:
+        return list(cases)
     return validate(parse(raw, content_type, max_cases))
 
 
-def contract_checked(cases: list[CaseIn | Refused], runtime: Any) -> list[CaseIn | Refused]:
+def contract_checked(cases: list[Valid | Refused], runtime: Any) -> list[Valid | Refused]:
     """The contract check of single cases, case by case: an unknown field, a needed one missing, a bad null."""
     deployment = runtime.deployment
     out = list(cases)
     for i, case in enumerate(cases):
-        if isinstance(case, CaseIn):
+        if isinstance(case, Valid):
             try:
                 deployment.contract.check(case.features, deployment.required)
             except InvalidInput as exc:
@@ -127,7 +142,7 @@ async def submit_batch(*, raw: bytes, content_type: str, runtime: Any, ingestor:
                        client: str) -> dict[str, Any]:
     """Check, score and store a batch; one result per case, in order, after the commit."""
     cases = contract_checked(checked(raw, content_type, runtime.settings.server.batch_max_cases), runtime)
-    valid = [(i, case) for i, case in enumerate(cases) if isinstance(case, CaseIn)]
+    valid = [(i, case) for i, case in enumerate(cases) if isinstance(case, Valid)]
     stored: list[tuple[dict[str, Any], bool]] = []
     if valid:
         subs = [service.Submission(client, case.features, case.key) for _, case in valid]
@@ -141,7 +156,7 @@ async def submit_batch(*, raw: bytes, content_type: str, runtime: Any, ingestor:
     for (i, case), (row, created) in zip(valid, stored, strict=True):
         if created:
             results[i] = {"index": i, "status": 201, "case": case_out(row), "error": None}
-        elif row["features"] != dict(case.features):
+        elif row["features"] != case.features:
             field = where(i, ("key",))
             results[i] = {"index": i, "status": 409, "case": None, "error": {
                 "detail": f"{field}: case {row['id']} already has key {row['key']!r} with other features",

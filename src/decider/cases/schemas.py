@@ -5,11 +5,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NotRequired
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StrictBool,
+    StringConstraints,
+    WithJsonSchema,
+    with_config,
+)
 from pydantic_core import PydanticCustomError
+from typing_extensions import TypedDict  # pydantic takes only this one before Python 3.12
 
 from decider.contract import Contract, Value, listed
 from decider.fields import Text, no_nul
@@ -53,6 +63,9 @@ FeatureValue = Annotated[float | bool | str | None, PlainValidator(feature_value
                {"type": "null"}]})]
 
 
+KEY_RULES = Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
+
+
 class CaseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -62,7 +75,7 @@ class CaseIn(BaseModel):
         "it uses, so the record stays the same when the live model changes.",
         examples=[{"sepal length (cm)": 5.1, "petal width (cm)": 0.2}],
     )
-    key: Annotated[Text, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")] | None = Field(
+    key: Annotated[Text, KEY_RULES] | None = Field(
         default=None,
         description="Your own id for the case. Submitting the same key again returns the stored case "
         "instead of a new one; rollout and canary shares are drawn from it, so a case always lands the "
@@ -123,6 +136,25 @@ class BatchIn(BaseModel):
     cases: list[CaseIn] = Field(
         description="The cases, each as the body of `POST /api/v1/cases`; at most `server.batch_max_cases` "
         "(default 1,000) per request, in a body of at most `server.batch_max_body_bytes` (default 4 MiB)")
+
+
+# The batch endpoint's first pass (cases/batch.py): CaseIn in pydantic-core's own types, with no Python call per
+# name and value, ~3x faster on 1,000 cases of 20 features. It accepts only what CaseIn accepts, as the same
+# values (tests/test_batch.py checks it), but not the NUL character, which it cannot see: it is used only on
+# bodies without `\u0000`. A body it refuses goes through CaseIn, which names each refusal.
+QuickValue = StrictBool | Annotated[float, Field(allow_inf_nan=False)] | \
+    Annotated[str, StringConstraints(max_length=VALUE_MAX)] | None
+
+
+@with_config(ConfigDict(extra="forbid"))
+class QuickCase(TypedDict):
+    features: dict[str, QuickValue]
+    key: NotRequired[Annotated[str, KEY_RULES] | None]
+
+
+@with_config(ConfigDict(extra="forbid"))
+class QuickBatch(TypedDict):
+    cases: list[QuickCase]
 
 
 class BatchResult(BaseModel):
