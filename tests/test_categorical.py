@@ -115,11 +115,13 @@ def test_a_record_is_coded_by_the_contract_of_the_model_that_scores_it():
 def test_the_contract_checks_types_but_accepts_an_unseen_category():
     contract = colour_contract()
     contract.check({"x": 0.1, "colour": "purple", "member": False}, ["x", "colour"])  # novel, not invalid
-    for given, field, words in [({"x": 0.1, "colour": 2.0}, "colour", "is not text, but the field is a category: "
-                                 "send one of blue, green, red"),
-                                ({"x": "0.1", "colour": "red"}, "x", "is not a number"),
-                                ({"x": False, "colour": "red"}, "x", "is not a number"),
-                                ({"x": 0.1, "colour": "red", "member": 1.0}, "member", "is not true or false"),
+    # The value quoted as the client's JSON spelled it, not as Python would (False, '0.1').
+    for given, field, words in [({"x": 0.1, "colour": 2.0}, "colour", "2.0 is not text, but the field is a "
+                                 "category: send one of blue, green, red"),
+                                ({"x": "0.1", "colour": "red"}, "x", '"0.1" is not a number'),
+                                ({"x": False, "colour": "red"}, "x", "false is not a number"),
+                                ({"x": 0.1, "colour": "red", "member": 1.0}, "member", "1.0 is not true or false"),
+                                ({"x": 0.1, "colour": "red", "member": "ja"}, "member", '"ja" is not true or false'),
                                 ({"x": 0.1}, "colour", "missing (the live model needs it as one of its values")]:
         with pytest.raises(InvalidInput) as refused:
             contract.check(given, ["x", "colour"])

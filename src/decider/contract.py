@@ -32,6 +32,11 @@ Value = float | str | bool | None  # a feature value as a client sends it (JSON 
 NEEDS = {"number": "as a number", "category": "as one of its values (text)", "boolean": "as true or false"}
 
 
+def spelled(value: Value) -> str:
+    """A value as the client's JSON spelled it (`false`, `"0.1"`), not as Python would (`False`, `'0.1'`)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
 def listed(names: Sequence[str]) -> str:
     """`a, b, c`, cut after LISTED names."""
     more = f", … ({len(names) - LISTED} more: see /docs)" if len(names) > LISTED else ""
@@ -52,12 +57,12 @@ class FieldSpec:
         of the right type: it is accepted, and the novelty guard sends the case to a person."""
         if self.type == "category":
             return None if isinstance(value, str) else \
-                f"{value!r} is not text, but the field is a category: send one of {listed(self.categories)}"
+                f"{spelled(value)} is not text, but the field is a category: send one of {listed(self.categories)}"
         if self.type == "boolean":
             return None if isinstance(value, bool) else \
-                f"{value!r} is not true or false (the field is a boolean: send JSON true or false)"
+                f"{spelled(value)} is not true or false (the field is a boolean: send JSON true or false)"
         if isinstance(value, (str, bool)):
-            return f"{value!r} is not a number (send the field as a JSON number)"
+            return f"{spelled(value)} is not a number (send the field as a JSON number)"
         return None
 
 
