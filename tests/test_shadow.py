@@ -33,9 +33,17 @@ def test_shadow_predictions_are_stored_and_never_returned(tmp_path, db_url):
         rows = shadow_rows(client, 20)
         read_back = [client.get(f"/api/v1/cases/{c['id']}", headers=h).text for c in cases]
         listed = client.get("/api/v1/cases?limit=500", headers=h).text
+        shadow = client.app.state.runtime.deployment.shadows[0]
     assert sorted(r.case_id for r in rows) == sorted(c["id"] for c in cases)
     assert all(r.model_version == "iris-v2" and r.error is None and r.prediction for r in rows)
     assert all(abs(sum(r.probabilities.values()) - 1) < 1e-9 for r in rows)
+    # Each row is the shadow model's own answer for its case, stored with its types (bulk.insert_all).
+    sent = {c["id"]: SETOSA if i % 2 else AMBIGUOUS for i, c in enumerate(cases)}
+    for r in rows:
+        probs = shadow.predict_proba(shadow.matrix([sent[r.case_id]]))[0]
+        assert r.probabilities == dict(zip(shadow.labels, probs.tolist(), strict=True))
+        assert (r.prediction, r.confidence) == (shadow.labels[probs.argmax()], probs.max())
+        assert r.created_at.tzinfo is not None and r.latency_ms >= 0
     assert all(c["model_version"] == "iris-v1" for c in cases)
     for text in [*(str(c) for c in cases), *read_back, listed]:
         assert "iris-v2" not in text and "shadow" not in text

@@ -3,7 +3,9 @@
 After each committed batch of new cases, ingest hands (case id, features) to a bounded queue: a few
 microseconds, whatever the shadow models do. One thread drains the queue in batches (one `predict_proba`
 per model per batch, since the call's fixed cost dominates), bounds each call by `shadow_timeout_ms`, and
-writes one `shadow_prediction` row per case and model, with the error when the model failed or was late.
+writes one `shadow_prediction` row per case and model, with the error when the model failed or was late, by
+the cases' own INSERT route (`cases/bulk.insert_all`). 5,000 rows cost ~90 ms of CPU, where per-row scores,
+SQLAlchemy's executemany and batches of 256 took ~230 ms: with a shadow model, each case cost ~75% more.
 Nothing here can change a decision or a response.
 """
 
@@ -20,18 +22,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import insert
 
+from decider.cases.bulk import insert_all
 from decider.cases.tables import ShadowPrediction
 from decider.contract import Value
 from decider.db import now
 from decider.registry.artifacts import LoadedModel
 from decider.runtime import Runtime
-from decider.scoring import score_from
+from decider.scoring import scores_from
 
 log = logging.getLogger("decider.shadow")
 SHADOW = ShadowPrediction.__table__  # type: ignore[attr-defined]
-BATCH = 256
+BATCH = 1000  # cases per drain: one commit, and one turn on SQLite's write lock, per 1,000 rather than per 256
 MAX_PENDING = 10_000  # beyond this, cases are not shadow-scored (counted in `dropped`) rather than queued
 
 
@@ -126,17 +128,19 @@ class ShadowRunner:
             error = f"{type(exc).__name__}: {exc}"[:500]
         latency = (time.perf_counter() - start) * 1000
         at = now()
+        finite = np.isfinite(probs).all(axis=1) if probs is not None else np.zeros(len(jobs), bool)
+        scored = iter(scores_from(model.labels, probs[finite])) if probs is not None else iter(())
         rows = []
-        for i, job in enumerate(jobs):
+        for job, ok in zip(jobs, finite.tolist(), strict=True):
             row: dict[str, Any] = {"case_id": job.case_id, "model_version": model.id, "prediction": None,
                                    "confidence": None, "probabilities": None, "error": error,
                                    "latency_ms": latency, "created_at": at}
-            if probs is not None and not np.isfinite(probs[i]).all():
-                row["error"] = "non-finite: the model overflowed on these values"  # NaN cannot go into JSON
-            elif probs is not None:
-                score = score_from(model.labels, probs[i])
+            if ok:  # one vectorised step for the batch's finite rows, as ingest scores
+                score = next(scored)
                 row |= {"prediction": score.prediction, "confidence": score.confidence,
                         "probabilities": score.probabilities}
+            elif probs is not None:
+                row["error"] = "non-finite: the model overflowed on these values"  # NaN cannot go into JSON
             rows.append(row)
         return rows
 
@@ -144,5 +148,5 @@ class ShadowRunner:
         if not rows:
             return
         with self.runtime.engine.begin() as conn:
-            conn.execute(insert(SHADOW), rows)
+            insert_all(conn, SHADOW, rows)
         self.stored += len(rows)
