@@ -96,3 +96,18 @@ def test_a_stuck_or_failing_shadow_neither_slows_nor_fails_requests(tmp_path, sq
     assert {r.case_id for r in by_model["stuck-v1"]} == {c["id"] for c in cases}
     assert all(r.error == "timeout: no answer within 100 ms" and r.prediction is None for r in by_model["stuck-v1"])
     assert all(r.error == "RuntimeError: this version cannot score" for r in by_model["broken-v1"])
+
+
+def test_cases_past_a_full_shadow_queue_are_counted_not_queued(tmp_path, sqlite_url):
+    from prometheus_client import REGISTRY
+
+    from decider.registry.shadow import MAX_PENDING, ShadowRunner
+
+    models = model_versions(tmp_path)
+    settings = load_settings(write_config(tmp_path, sqlite_url, models_dir=models, models='shadow = ["iris-v2"]'))
+    with api(settings) as (client, _):
+        runner = ShadowRunner(client.app.state.runtime)  # not started: nothing drains its queue
+        before = REGISTRY.get_sample_value("decider_shadow_dropped_total") or 0.0
+        runner.enqueue_rows([{"id": i, "features": SETOSA} for i in range(MAX_PENDING + 3)])
+        assert runner.dropped == 3 and runner._queue.qsize() == MAX_PENDING
+        assert REGISTRY.get_sample_value("decider_shadow_dropped_total") == before + 3

@@ -48,6 +48,8 @@ NOVEL_CASES = Counter("decider_novel_cases", "Cases created with an input unlike
 NOVELTY_KINDS = frozenset({"range", "combination", "unscorable"})  # anything else counts as "other"
 OUTCOMES = Counter("decider_outcomes", "Outcomes reported; `decision` says whether the final decision matched",
                    ["decision"])
+SHADOW_DROPPED = Counter("decider_shadow_dropped", "Cases the shadow models did not score because their queue "
+                         "was full (ingest outran them)")
 
 router = APIRouter(include_in_schema=False)
 

@@ -27,6 +27,7 @@ from decider.cases.bulk import insert_all
 from decider.cases.tables import ShadowPrediction
 from decider.contract import Value
 from decider.db import now
+from decider.monitoring.metrics import SHADOW_DROPPED
 from decider.registry.artifacts import LoadedModel
 from decider.runtime import Runtime
 from decider.scoring import scores_from
@@ -78,6 +79,7 @@ class ShadowRunner:
                 self._queue.put_nowait(Job(row["id"], row["features"], models))
             except queue.Full:
                 self.dropped += 1
+                SHADOW_DROPPED.inc()
 
     def _run(self) -> None:
         while True:
