@@ -9,6 +9,7 @@ types), the values are gathered column by column, and only the columns whose typ
 engine (a timestamp, a boolean on SQLite) run a processor, once per distinct value in the batch: the same one
 SQLAlchemy would run, so the stored bytes are the same. `ON CONFLICT (client, key) DO NOTHING` makes a key
 stored meanwhile by another process a row not returned rather than an error; the caller reads those back.
+`insert_all` takes the same route for rows of another table that need no ids back (shadow predictions).
 """
 
 from __future__ import annotations
