@@ -126,12 +126,8 @@ def insert_new(conn: Connection, rows: Sequence[dict[str, Any]]) -> dict[tuple[s
     if conn.dialect.name == "postgresql":
         # 1,000 rows in ~50 ms, where psycopg's pipelined single-row INSERT took ~90 ms (interleaved runs) and
         # one multi-row VALUES of 25,000 parameters 100-300 ms to parse and plan.
-        cursor = conn.connection.cursor()  # the DBAPI cursor of this transaction's connection
-        try:
-            cursor.execute(st.unnest(), columns)
-            return {(client, key): case_id for case_id, client, key in cursor.fetchall()}
-        finally:
-            cursor.close()
+        result = conn.exec_driver_sql(st.unnest(), tuple(columns))
+        return {(client, key): case_id for case_id, client, key in result}
     # sqlite3 cannot return rows from executemany: one multi-row VALUES per chunk (1,000 rows: ~20 ms).
     per = max(1, MAX_PARAMS // len(columns))
     for start in range(0, len(rows), per):
