@@ -324,6 +324,9 @@ def submit(
     exclude: Annotated[list[str] | None, typer.Option(
         help="A column that is not a field (an id, the label); repeat for several")] = None,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for each request")] = 60.0,
+    connections: Annotated[int, typer.Option(min=1, max=64, help=(
+        "Batches in flight at once, each on its own connection; a server worker takes one batch at a time, "
+        "so give it about two per worker"))] = 2,
 ) -> None:
     """Send every row of a CSV file as a case through the batch API and write each row's result. Running it
     again on the same file stores nothing twice. Exits 1 when some rows were refused (see the results)."""
@@ -334,7 +337,7 @@ def submit(
     results = out or csv.with_name(csv.stem + ".results.csv")
     try:
         counts = submit_csv(csv, url=url, api_key=key, out=results, batch_size=batch_size, key_column=key_column,
-                            exclude=tuple(exclude or ()), timeout=timeout)
+                            exclude=tuple(exclude or ()), timeout=timeout, connections=connections)
     except (SubmitError, OSError) as exc:
         raise fail(str(exc)) from None
     refused = sum(counts.values()) - counts["201"] - counts["200"]

@@ -15,8 +15,9 @@ import json
 import math
 import urllib.error
 import urllib.request
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,8 @@ def _json_or_text(raw: bytes) -> dict[str, Any]:
 
 def send(client: Client, rows: list[Row]) -> list[dict[str, Any]]:
     """One result row per input row. A batch the server finds too big (413) is sent again in halves."""
+    if not rows:
+        return []
     status, answer = client.post([{"features": r.features, "key": r.key} for r in rows])
     if status == 413 and len(rows) > 1:
         half = len(rows) // 2
@@ -188,8 +191,13 @@ def result(row: Row, status: int | str, case: dict[str, Any] | None, error: str 
 
 
 def submit_csv(path: Path, *, url: str, api_key: str, out: Path, batch_size: int, key_column: str | None = None,
-               exclude: Sequence[str] = (), timeout: float = 60.0, progress: bool | None = None) -> Counter[str]:
-    """Send every row of `path`, writing results to `out` as they come; counts by status."""
+               exclude: Sequence[str] = (), timeout: float = 60.0, connections: int = 2,
+               progress: bool | None = None) -> Counter[str]:
+    """Send every row of `path`, writing results to `out` in the file's order as they come; counts by status.
+
+    Up to `connections` batches are in flight at once, each on a connection of its own: a server worker takes
+    one batch at a time, so one connection leaves the other workers idle (and a single worker idle while the
+    answer travels and the next batch is read)."""
     from tqdm import tqdm
 
     if not path.is_file():
@@ -197,19 +205,29 @@ def submit_csv(path: Path, *, url: str, api_key: str, out: Path, batch_size: int
     prefix, lines = digest_and_lines(path)
     client = Client(url, api_key, timeout)
     counts: Counter[str] = Counter()
-    with out.open("w", newline="") as fh, tqdm(total=max(lines - 1, 0), unit="case", desc="submitting",
-                                               disable=None if progress is None else not progress) as bar:
+    with (out.open("w", newline="") as fh,
+          tqdm(total=max(lines - 1, 0), unit="case", desc="submitting",
+               disable=None if progress is None else not progress) as bar,
+          ThreadPoolExecutor(connections, thread_name_prefix="decider-submit") as pool):
         writer = csv.DictWriter(fh, RESULT_COLUMNS)
         writer.writeheader()
-        rows = read_rows(path, key_column=key_column, exclude=exclude, prefix=f"csv-{prefix}", kinds=client.kinds())
-        for batch in batches(rows, batch_size):
-            sendable = [r for r in batch if r.problem is None]
-            answered = iter(send(client, sendable) if sendable else [])
+
+        def write(batch: list[Row], answer: Future[list[dict[str, Any]]]) -> None:
+            answered = iter(answer.result())  # a SubmitError of the batch stops the run here
             done = [result(r, "not sent", None, r.problem) if r.problem else next(answered) for r in batch]
             writer.writerows(done)
             fh.flush()  # what is written is done, whatever happens next
             counts.update(str(r["status"]) for r in done)
             bar.update(len(batch))
+
+        in_flight: deque[tuple[list[Row], Future[list[dict[str, Any]]]]] = deque()
+        rows = read_rows(path, key_column=key_column, exclude=exclude, prefix=f"csv-{prefix}", kinds=client.kinds())
+        for batch in batches(rows, batch_size):
+            in_flight.append((batch, pool.submit(send, client, [r for r in batch if r.problem is None])))
+            if len(in_flight) == connections:
+                write(*in_flight.popleft())  # the oldest first: results keep the file's order
+        while in_flight:
+            write(*in_flight.popleft())
     return counts
 
 
