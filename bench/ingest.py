@@ -159,7 +159,12 @@ def batch_bodies(n: int, size: int) -> list[bytes]:
 
 
 def bench_batch(args: argparse.Namespace, db: str, workers: int, tmp: Path) -> dict[str, float]:
-    """Batches of new cases for `args.seconds`, from `args.batch_connections` kept-alive connections."""
+    """Batches of new cases for `args.seconds`, from `args.batch_connections` kept-alive connections per worker.
+
+    Per worker, because the workers share one listening socket and one of them may accept every connection:
+    with 2 connections to 2 workers, both went to one worker in about half the runs (seen with `ss -tnp`),
+    which then served 29-31 batches a second where a worker each served 49-53. With 4 connections, 7 runs gave
+    47-51."""
     server = Decider(db, workers, tmp)
     # Encoded before the clock starts, enough for ~60,000 cases/s: the client's cost is not the server's.
     bodies = batch_bodies(max(4, 60_000 * args.seconds // args.batch_size), args.batch_size)
@@ -186,8 +191,8 @@ def bench_batch(args: argparse.Namespace, db: str, workers: int, tmp: Path) -> d
                 latencies.append(time.perf_counter() - started)
 
         started = time.perf_counter()
-        threads = [threading.Thread(target=client, args=(bodies[i::args.batch_connections],))
-                   for i in range(args.batch_connections)]
+        connections = args.batch_connections * workers
+        threads = [threading.Thread(target=client, args=(bodies[i::connections],)) for i in range(connections)]
         for t in threads:
             t.start()
         for t in threads:
@@ -239,7 +244,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="decider worker processes on SQLite")
     parser.add_argument("--pg-workers", type=int, default=2, help="decider worker processes on PostgreSQL")
     parser.add_argument("--batch-size", type=int, default=1000, help="cases per batch request")
-    parser.add_argument("--batch-connections", type=int, default=2, help="clients sending batches at once")
+    parser.add_argument("--batch-connections", type=int, default=2,
+                        help="kept-alive connections sending batches at once, per worker")
     parser.add_argument("--only", choices=("single", "batch"), help="run one part only")
     args = parser.parse_args()
     print(f"machine: {machine()}; {args.seconds} s per run; load generators on the same cores; {load()}")
@@ -264,7 +270,7 @@ def main() -> None:
             print("targets: ratio >= 1.5x, p99 <= 25 ms; 'stored' counts the cases this run added; each decider "
                   "measured once its workers had read their monitoring window (a start's one-off read)")
         if args.only != "single":
-            print(f"batches of {args.batch_size} new cases, {args.batch_connections} connection(s) "
+            print(f"batches of {args.batch_size} new cases, {args.batch_connections} connection(s) per worker "
                   "(target >= 50,000 cases/s stored):")
             # One worker takes one batch at a time: SQLite with a worker per core shows what bulk loads get.
             cores = os.cpu_count() or 1
