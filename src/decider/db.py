@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Engine, Integer, TypeDecorator, event
+from sqlalchemy import BigInteger, Connection, DateTime, Engine, Integer, Table, TypeDecorator, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, create_engine
 
 # Stable constraint names, so migrations can refer to them on every engine. Set before any table exists.
@@ -51,6 +53,13 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return value
+
+
+def insert_unless_there(conn: Connection, table: Table, values: dict[str, Any], key: list[str]) -> None:
+    """`INSERT ... ON CONFLICT (key) DO NOTHING`, on SQLite or PostgreSQL: for a row another process may be
+    inserting at the same moment, where a read first and an insert after would fail one of them."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(dialect.insert(table).values(values).on_conflict_do_nothing(index_elements=key))
 
 
 def import_tables() -> type[SQLModel]:

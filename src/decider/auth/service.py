@@ -25,7 +25,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
 from decider.auth.tables import AccountChange, ApiKey, AppSetting, User, UserSession
-from decider.db import now
+from decider.db import insert_unless_there, now
 from decider.errors import Conflict, Forbidden, InvalidInput, Unauthorized
 
 ROLES = ("reviewer", "admin", "submitter")
@@ -294,13 +294,14 @@ def verify_login(*, conn: Connection, name: str, password: str) -> Person | None
 
 
 def shared_secret(*, session: Session, name: str) -> str:
-    """A random secret generated once and shared by every process through the database."""
-    row = session.get(AppSetting, name)
-    if row is None:
-        row = AppSetting(key=name, value=secrets.token_urlsafe(48))
-        session.add(row)
-        session.flush()
-    return row.value
+    """A random secret generated once and shared by every process through the database.
+
+    Offered first and read back after, so workers starting together on a new database store one secret and
+    all read it: a read first had two of them insert, and one failed (a UNIQUE error, or on SQLite a write
+    from a stale snapshot)."""
+    table = AppSetting.__table__  # type: ignore[attr-defined]
+    insert_unless_there(session.connection(), table, {"key": name, "value": secrets.token_urlsafe(48)}, ["key"])
+    return session.exec(select(AppSetting.value).where(AppSetting.key == name)).one()
 
 
 def bootstrap(*, session: Session) -> tuple[str, str] | None:

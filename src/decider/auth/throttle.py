@@ -25,11 +25,10 @@ from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from decider.auth.tables import LoginThrottle
 from decider.config import ReviewSettings
-from decider.db import as_utc, now
+from decider.db import as_utc, insert_unless_there, now
 
 T_THROTTLE = LoginThrottle.__table__  # type: ignore[attr-defined]
 R = TypeVar("R")
@@ -59,9 +58,7 @@ def counters(name: str, address: str, limits: Limits) -> list[tuple[str, int]]:
 
 
 def _ensure(conn: Connection, key: str, at: datetime) -> None:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(T_THROTTLE).values(key=key, failures=0, updated_at=at)
-                 .on_conflict_do_nothing(index_elements=["key"]))
+    insert_unless_there(conn, T_THROTTLE, {"key": key, "failures": 0, "updated_at": at}, ["key"])
 
 
 class Waiting(dict[str, datetime]):
