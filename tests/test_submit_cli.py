@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -167,3 +171,49 @@ def test_submit_a_file_with_category_and_boolean_columns(tmp_path, sqlite_url):
         results = read(incoming.with_name("incoming.results.csv"))
     assert [r["status"] for r in results] == ["201"] * 41, [r["error"] for r in results if r["error"]]
     assert results[-1]["route"] == "queue"  # zone 09 was never seen in training: novel, so a person decides
+
+
+def test_ctrl_c_stops_at_once_while_batches_wait_on_a_stalled_server(tmp_path):
+    """A server that takes the requests and never answers: Ctrl-C must stop the run within seconds, not after
+    each request in flight has waited out its timeout, and say how to go on."""
+    class Stalled(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # /openapi.json: no contract, cells are read as numbers
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def do_POST(self) -> None:
+            posts.append(self.path)
+            time.sleep(60)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    posts: list[str] = []
+    stalled = ThreadingHTTPServer(("127.0.0.1", 0), Stalled)
+    stalled.daemon_threads = True
+    threading.Thread(target=stalled.serve_forever, daemon=True).start()
+    data = tmp_path / "rows.csv"
+    data.write_text("x0,x1\n" + "".join(f"{i},{i % 7}\n" for i in range(5000)))
+    env = os.environ | {"DECIDER_API_KEY": "dk_any"}
+    proc = subprocess.Popen([sys.executable, "-m", "decider", "submit", "--csv", str(data), "--url",
+                             f"http://127.0.0.1:{stalled.server_address[1]}", "--batch-size", "100",
+                             "--connections", "3", "--timeout", "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while len(posts) < 3 and time.monotonic() < deadline:  # every connection waits on its answer
+            time.sleep(0.05)
+        assert len(posts) == 3 and proc.poll() is None
+        interrupted = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        took = time.monotonic() - interrupted
+    finally:
+        proc.kill()
+        stalled.shutdown()
+    assert proc.returncode == 130 and took < 10, (proc.returncode, took, err)
+    assert "interrupted: " in err and "run the same command again" in err and "Traceback" not in err
+    assert read(data.with_name("rows.results.csv")) == []  # nothing was answered, so no row is claimed

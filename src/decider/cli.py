@@ -340,6 +340,10 @@ def submit(
                             exclude=tuple(exclude or ()), timeout=timeout, connections=connections)
     except (SubmitError, OSError) as exc:
         raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: {results} holds the rows answered so far; run the same command again to send "
+                   "the rest (nothing is stored twice)", err=True)
+        raise typer.Exit(130) from None
     refused = sum(counts.values()) - counts["201"] - counts["200"]
     typer.echo(f"{sum(counts.values())} rows: {counts['201']} new cases, {counts['200']} already stored, "
                f"{refused} refused; results in {results}", err=True)
