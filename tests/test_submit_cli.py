@@ -12,6 +12,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import numpy as np
 from sklearn.datasets import load_iris, make_classification
 from sqlalchemy import func, select
@@ -217,3 +218,26 @@ def test_ctrl_c_stops_at_once_while_batches_wait_on_a_stalled_server(tmp_path):
     assert proc.returncode == 130 and took < 10, (proc.returncode, took, err)
     assert "interrupted: " in err and "run the same command again" in err and "Traceback" not in err
     assert read(data.with_name("rows.results.csv")) == []  # nothing was answered, so no row is claimed
+
+
+def test_a_batch_the_server_finds_too_big_is_halved_once_not_again_for_every_batch(tmp_path, sqlite_url):
+    iris = load_iris()
+    data = tmp_path / "flowers.csv"
+    with data.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(iris.feature_names)
+        writer.writerows(iris.data[:100].tolist())
+    config = write_config(tmp_path, sqlite_url, extra="[server]\nbatch_max_cases = 10")
+    key = seed_credentials(load_settings(config))
+    with server(config) as base:
+        sent = run_submit("--csv", str(data), "--url", base, "--batch-size", "40", "--connections", "1", key=key)
+        assert sent.returncode == 0, sent.stderr
+        rows = read(data.with_name("flowers.results.csv"))
+        assert [r["row"] for r in rows] == [str(i) for i in range(1, 101)] and {r["status"] for r in rows} == {"201"}
+        assert cases_in(config) == 100
+        refused = [line for line in httpx.get(f"{base}/metrics").text.splitlines()
+                   if line.startswith("decider_http_requests_total{") and 'route="/api/v1/batches"' in line
+                   and 'status="413"' in line]
+        # 40 refused, 20 refused, then pieces of 10 for the rest of the file: 2, where each batch of 40 or
+        # 20 used to cost its own (3 + 3 + 1).
+        assert [float(line.rsplit(" ", 1)[1]) for line in refused] == [2.0]
