@@ -67,7 +67,8 @@ def test_submit_iris_file_then_rerun_creates_nothing(tmp_path, sqlite_url):
         assert {r["status"] for r in rows[:40]} == {"201"} and all(r["case_id"] and r["route"] for r in rows[:40])
         assert any(r["decision"] == "setosa" for r in rows[:40])
         width = "petal width (cm)"
-        assert rows[40]["status"] == "422" and rows[40]["error"].startswith(f"cases[5].features.{width}: null")
+        # The error names the field, not the case's place in the request (the row column says which row).
+        assert rows[40]["status"] == "422" and rows[40]["error"].startswith(f"features.{width}: null")
         assert rows[41]["status"] == "422" and f"features.{width}" in rows[41]["error"]
         assert rows[42]["status"] == "not sent" and "5 cells" in rows[42]["error"]
         assert cases_in(config) == 40

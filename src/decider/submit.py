@@ -187,8 +187,15 @@ def send(client: Client, rows: list[Row]) -> list[dict[str, Any]]:
     results = answer.get("results", [])
     if len(results) != len(rows):
         raise SubmitError(f"{client.endpoint} answered {len(results)} results for {len(rows)} cases")
-    return [result(row, int(r["status"]), r.get("case"), (r.get("error") or {}).get("detail"))
-            for row, r in zip(rows, results, strict=True)]
+    return [result(row, int(r["status"]), r.get("case"), in_file((r.get("error") or {}).get("detail"), i))
+            for i, (row, r) in enumerate(zip(rows, results, strict=True))]
+
+
+def in_file(detail: str | None, index: int) -> str | None:
+    """A refusal as the file's reader needs it: `cases[3].features.x: ...` named the case's place in the
+    request, which is not the file's row (the results' `row` column says which): `features.x: ...`."""
+    prefix = f"cases[{index}]."
+    return detail[len(prefix):] if detail and detail.startswith(prefix) else detail
 
 
 class InFlight:
