@@ -247,9 +247,8 @@ def submit_csv(path: Path, *, url: str, api_key: str, out: Path, batch_size: int
     prefix, lines = digest_and_lines(path)
     client = Client(url, api_key, timeout)
     counts: Counter[str] = Counter()
-    with (out.open("w", newline="") as fh,
-          tqdm(total=max(lines - 1, 0), unit="case", desc="submitting",
-               disable=None if progress is None else not progress) as bar):
+    with out.open("w", newline="") as fh, tqdm(total=max(lines - 1, 0), unit="case", desc="submitting",
+                                               disable=None if progress is None else not progress) as bar:
         writer = csv.DictWriter(fh, RESULT_COLUMNS)
         writer.writeheader()
 
