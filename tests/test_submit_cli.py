@@ -45,16 +45,22 @@ def read(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def test_submit_iris_file_then_rerun_creates_nothing(tmp_path, sqlite_url):
+def iris_csv(path: Path, rows: int, *extra: list[object]) -> Path:
+    """The first `rows` iris flowers as a CSV file with a header row, then the `extra` rows as they are."""
     iris = load_iris()
-    data = tmp_path / "flowers.csv"
-    with data.open("w", newline="") as fh:
+    with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(iris.feature_names)
-        writer.writerows(iris.data[:40].tolist())
-        writer.writerow([5.0, 3.4, 1.5, ""])  # a field the model needs, empty: null, refused for this row
-        writer.writerow([5.0, 3.4, 1.5, "wide"])  # not a number: refused for this row
-        writer.writerow([5.0, 3.4, 1.5, 0.2, 9])  # more cells than the header: not sent
+        writer.writerows(iris.data[:rows].tolist())
+        writer.writerows(extra)
+    return path
+
+
+def test_submit_iris_file_then_rerun_creates_nothing(tmp_path, sqlite_url):
+    data = iris_csv(tmp_path / "flowers.csv", 40,
+                    [5.0, 3.4, 1.5, ""],  # a field the model needs, empty: null, refused for this row
+                    [5.0, 3.4, 1.5, "wide"],  # not a number: refused for this row
+                    [5.0, 3.4, 1.5, 0.2, 9])  # more cells than the header: not sent
     config = write_config(tmp_path, sqlite_url)
     key = seed_credentials(load_settings(config))
     out = tmp_path / "results.csv"
@@ -222,12 +228,7 @@ def test_ctrl_c_stops_at_once_while_batches_wait_on_a_stalled_server(tmp_path):
 
 
 def test_a_batch_the_server_finds_too_big_is_halved_once_not_again_for_every_batch(tmp_path, sqlite_url):
-    iris = load_iris()
-    data = tmp_path / "flowers.csv"
-    with data.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(iris.feature_names)
-        writer.writerows(iris.data[:100].tolist())
+    data = iris_csv(tmp_path / "flowers.csv", 100)
     config = write_config(tmp_path, sqlite_url, extra="[server]\nbatch_max_cases = 10")
     key = seed_credentials(load_settings(config))
     with server(config) as base:
