@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
@@ -247,3 +248,9 @@ def two_case_report(tmp: Path, db_url: str) -> tuple[subprocess.CompletedProcess
     done = subprocess.run([sys.executable, "-m", "decider", "report", "--config", str(settings.config_path),
                            "--since", "2020-01-01", "--out", str(out)], capture_output=True, text=True)
     return done, out
+
+
+def scrape(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of a /metrics page as {(name, labels): value}."""
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from decider.config import load_settings
 from helpers import (
@@ -16,18 +15,13 @@ from helpers import (
     api,
     free_port,
     review_headers,
+    scrape,
     seed_credentials,
     settings_for,
     submit,
     wait_until_up,
     write_config,
 )
-
-
-def scrape(text: str) -> dict[tuple[str, frozenset], float]:
-    """Every sample as {(name, labels): value}."""
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def value(samples: dict, name: str, **labels: str) -> float:
