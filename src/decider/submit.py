@@ -176,10 +176,9 @@ def send(client: Client, rows: list[Row]) -> list[dict[str, Any]]:
     if most is not None and len(rows) > most:
         return [r for start in range(0, len(rows), most) for r in send(client, rows[start:start + most])]
     status, answer = client.post([{"features": r.features, "key": r.key} for r in rows])
-    if status == 413 and len(rows) > 1:
-        half = (len(rows) + 1) // 2
-        client.most_cases = half if client.most_cases is None else min(client.most_cases, half)
-        return send(client, rows[:half]) + send(client, rows[half:])
+    if status == 413 and len(rows) > 1:  # halve the size, and send these rows again in pieces of it
+        client.most_cases = min(client.most_cases or len(rows), (len(rows) + 1) // 2)
+        return send(client, rows)
     if status == 413:
         return [result(rows[0], 413, None, answer.get("detail", "too large"))]
     if status != 200:
