@@ -6,11 +6,14 @@ import threading
 import time
 from datetime import datetime
 
+import pydantic_core
 import pytest
 from sqlalchemy import func, select
 
+from decider.cases.batch import case_out
 from decider.cases.service import Submission, score_batch, store_batch
 from decider.cases.tables import Case, ShadowPrediction
+from decider.http import json_body
 from helpers import AMBIGUOUS, SETOSA, api, model_versions, settings_for, submit
 
 BATCH = "/api/v1/batches"
@@ -182,6 +185,25 @@ def test_a_full_batch_answers_each_case_with_its_own_stored_row(tmp_path, db_url
             assert row["created_at"].tzinfo is not None
             assert row["created_at"] == datetime.fromisoformat(result["case"]["created_at"])
             assert (row["decided_at"] is None) == (row["route"] == "queue")
+
+
+@pytest.mark.parametrize("level", ["partial", "shadow"])
+def test_answers_are_the_bytes_pydantic_would_write(tmp_path, db_url, level):
+    # Case answers are encoded by orjson (http.json_body) for speed; clients parse what pydantic wrote before:
+    # UTC times ending in Z, floats in their shortest form, text as sent. Rows as stored and as read back.
+    cases = [{"features": f, "key": f"b-{i}"} for i, f in enumerate((SETOSA, AMBIGUOUS, ODD))]
+    with api(settings_for(tmp_path, db_url, level=level)) as (client, h):
+        answer = client.post(BATCH, json={"cases": cases}, headers=h)
+        with client.app.state.runtime.engine.connect() as conn:
+            rows = [dict(r) for r in conn.execute(select(Case).order_by(Case.id)).mappings()]
+    assert answer.content == pydantic_core.to_json(answer.json())
+    assert [r["status"] for r in answer.json()["results"]] == [201, 201, 201]
+    shown = [case_out(row) for row in rows]
+    assert any(s["novelty"] for s in shown) == (level == "partial")
+    assert any(s["decided_at"] for s in shown) == (level == "partial")  # a time of each kind where there is one
+    for case in shown:
+        assert json_body(case) == pydantic_core.to_json(case)
+        assert json_body(case).endswith(b'Z"}') and b"+00:00" not in json_body(case)
 
 
 def test_shadow_models_score_batch_cases(tmp_path, sqlite_url):

@@ -131,8 +131,7 @@ def contract_checked(cases: list[Valid | Refused], runtime: Any) -> list[Valid |
 
 def case_out(row: dict[str, Any]) -> dict[str, Any]:
     """What `POST /api/v1/cases` answers for this case (CaseOut's fields of service.public)."""
-    shown = service.public(row)
-    out = {name: shown[name] for name in CASE_FIELDS}
+    out = service.public(row, CASE_FIELDS)
     if out["novelty"]:
         out["novelty"] = [{name: reason.get(name) for name in NOVELTY_FIELDS} for reason in out["novelty"]]
     return out
