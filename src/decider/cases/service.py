@@ -17,7 +17,7 @@ from decider.contract import Value
 from decider.db import now
 from decider.errors import NotFound
 from decider.novelty import unscorable
-from decider.policy import Level, needs_model, route, stable_fraction
+from decider.policy import Level, needs_model, routes, stable_fraction
 from decider.registry.artifacts import LoadedModel
 from decider.runtime import Deployment, Runtime
 from decider.scoring import Score, scores_from
@@ -26,6 +26,7 @@ log = logging.getLogger("decider.ingest")
 CASE = Case.__table__  # type: ignore[attr-defined]
 EVENT = CaseEvent.__table__  # type: ignore[attr-defined]
 HIDDEN_LEVELS = {Level.HUMAN_ONLY.value, Level.SHADOW.value}
+LEVEL_VALUE = {level: level.value for level in Level}  # a plain str for the row (Enum.value is a slow property)
 MODEL_FIELDS = ("probabilities", "prediction", "confidence", "threshold", "novelty")  # the model's view
 
 
@@ -73,7 +74,7 @@ def missing_required(model: LoadedModel, matrix: np.ndarray) -> list[str | None]
 def score_batch(runtime: Runtime, subs: Sequence[Submission]) -> list[dict[str, Any]]:
     """Score and route a batch of submissions into case rows. No I/O: one predict_proba and one guard check
     per model, because scikit-learn's fixed cost per call (~110 us) dwarfs the cost per row; what is left per
-    row is the routing (`policy.route`) and the row itself."""
+    row is the routing (`policy.routes`) and the row itself."""
     policy, deployment, plan = runtime.policy, runtime.deployment, runtime.audit_plan  # one snapshot per batch
     keys = [sub.key or uuid.uuid4().hex for sub in subs]
     picks = [pick_model(deployment, key) for key in keys]
@@ -85,22 +86,26 @@ def score_batch(runtime: Runtime, subs: Sequence[Submission]) -> list[dict[str, 
             scored_by(model, [subs[i].features for i in idx], idx, scores, novel)
     at, contract_version = now(), deployment.contract.version  # the version is a hash: once per batch
     level, policy_version = policy.level.value, policy.version
+    predictions = [score.prediction if score else None for score in scores]
+    confidences = [score.confidence if score else None for score in scores]
+    audit_probabilities = [None if plan is None or score is None else plan.probability(score.prediction,
+                                                                                         score.confidence)
+                           for score in scores]
+    routed = routes(policy, keys, predictions, confidences, [random.random() for _ in subs],
+                    [bool(reasons) for reasons in novel], audit_probabilities)
     rows = []
-    for sub, key, (model, role), score, reasons in zip(subs, keys, picks, scores, novel, strict=True):
-        routing = route(policy, case_key=key, prediction=score.prediction if score else None,
-                        confidence=score.confidence if score else None, audit_draw=random.random(), novel=bool(reasons),
-                        audit_probability=None if plan is None or score is None
-                        else plan.probability(score.prediction, score.confidence))
+    for sub, key, (model, role), score, reasons, prediction, routing in zip(
+            subs, keys, picks, scores, novel, predictions, routed, strict=True):
         auto = routing.route == "auto"
         rows.append({
             "key": key, "client": sub.client, "features": dict(sub.features), "contract_version": contract_version,
             "novelty": reasons, "model_version": model.id if reasons is not None else None,
             "model_role": role if reasons is not None else None,
             "probabilities": score.probabilities if score else None,
-            "prediction": score.prediction if score else None, "confidence": score.confidence if score else None,
-            "level": level, "effective_level": routing.level.value, "threshold": routing.threshold,
+            "prediction": prediction, "confidence": score.confidence if score else None,
+            "level": level, "effective_level": LEVEL_VALUE[routing.level], "threshold": routing.threshold,
             "policy_version": policy_version, "route": routing.route, "show_suggestion": routing.show_suggestion,
-            "status": "decided" if auto else "pending", "decision": score.prediction if auto and score else None,
+            "status": "decided" if auto else "pending", "decision": prediction if auto else None,
             "decided_by": "model" if auto else None, "decided_at": at if auto else None, "audit": routing.audit,
             "audit_probability": routing.audit_probability,
             "review_status": "pending" if (not auto or routing.audit) else None, "created_at": at,
