@@ -148,3 +148,33 @@ def test_a_version_whose_contract_differs_is_refused_both_ways(tmp_path):
     with pytest.raises(ModelRefused, match=r"its contract lacks \['sepal width \(cm\)', 'petal length \(cm\)'\]"):
         check_switch(settings, current="iris-v1", target="shrunk-v1")
     assert check_switch(settings, current="iris-v1", target="iris-v2").id == "iris-v2"
+
+
+def test_check_takes_a_record_of_numbers_at_once_and_refuses_exactly_what_the_field_by_field_check_refuses():
+    # Contract.check lets the usual record (every field of a number-only contract, each a float) through without
+    # the loop by name; on random records, with and without nullable fields, it must agree with that loop.
+    import random
+
+    from decider.contract import Contract, FieldSpec
+    from decider.errors import InvalidInput
+
+    def outcome(check, record, required):  # type: ignore[no-untyped-def]
+        try:
+            check(record, required)
+        except InvalidInput as exc:
+            return exc.message, exc.field
+        return None
+
+    rnd = random.Random(3)
+    names = ["a", "b", "c"]
+    values = [1.5, 0.0, 2, True, False, "1.5", None]
+    seen = set()
+    for nullable in ((), ("b",)):
+        contract = Contract({n: FieldSpec(n, nullable=n in nullable) for n in names})
+        for _ in range(2000):
+            record = {n: rnd.choice(values) for n in rnd.sample(names + ["x"], rnd.randint(0, 4))}
+            required = tuple(rnd.sample(names, rnd.randint(0, 3)))
+            verdict = outcome(contract.check, record, required)
+            assert verdict == outcome(contract.refusal, record, required), record
+            seen.add(verdict is None)
+    assert seen == {True, False}

@@ -119,11 +119,12 @@ def checked(raw: bytes, content_type: str, max_cases: int) -> list[Valid | Refus
 def contract_checked(cases: list[Valid | Refused], runtime: Any) -> list[Valid | Refused]:
     """The contract check of single cases, case by case: an unknown field, a needed one missing, a bad null."""
     deployment = runtime.deployment
+    contract, required = deployment.contract, deployment.required
     out = list(cases)
     for i, case in enumerate(cases):
         if isinstance(case, Valid):
             try:
-                deployment.contract.check(case.features, deployment.required)
+                contract.check(case.features, required)
             except InvalidInput as exc:
                 out[i] = Refused(422, f"{where(i)}.{exc.message}", where(i) + (f".{exc.field}" if exc.field else ""))
     return out
