@@ -158,13 +158,78 @@ def batch_bodies(n: int, size: int) -> list[bytes]:
         for i in range(size)]}).encode() for b in range(n)]
 
 
-def bench_batch(args: argparse.Namespace, db: str, workers: int, tmp: Path) -> dict[str, float]:
-    """Batches of new cases for `args.seconds`, from `args.batch_connections` kept-alive connections per worker.
+def descendants(root: int) -> set[int]:
+    """`root` and every process under it (decider serve's workers), from /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, grew = {root}, True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in found and pid not in found:
+                found.add(pid)
+                grew = True
+    return found
 
-    Per worker, because the workers share one listening socket and one of them may accept every connection:
-    with 2 connections to 2 workers, both went to one worker in about half the runs (seen with `ss -tnp`),
-    which then served 29-31 batches a second where a worker each served 49-53. With 4 connections, 7 runs gave
-    47-51."""
+
+def cpu_seconds(pids: set[int]) -> float:
+    """User and system CPU these processes have used so far."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def holder(port: int, client_port: int, pids: set[int]) -> int | None:
+    """The process of `pids` that accepted the connection from local `client_port` to `port` (Linux /proc)."""
+    inode = next((f[9] for f in (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
+                  if int(f[1].rsplit(":", 1)[1], 16) == port and int(f[2].rsplit(":", 1)[1], 16) == client_port),
+                 None)
+    for pid in pids:
+        try:
+            if any(os.readlink(fd) == f"socket:[{inode}]" for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                return pid
+        except OSError:
+            continue
+    return None
+
+
+def per_worker(port: int, server: Decider, each: int) -> list[http.client.HTTPConnection]:
+    """Kept-alive connections, exactly `each` held by every worker process.
+
+    The workers share one listening socket and whichever accepts first takes a connection: of 4 connections to
+    2 workers, 3 or 4 often went to one (seen with `ss -tnp`), which then had batches waiting while the other
+    idled, and the figure measured the split, not the server. Connections are opened one by one and kept only
+    where the worker holding one (read from /proc) has fewer than `each`."""
+    pids = descendants(server.proc.pid)
+    held: dict[int, list[http.client.HTTPConnection]] = {}
+    for _ in range(100 * each * server.workers):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.request("GET", "/healthz")
+        conn.getresponse().read()
+        pid = holder(port, conn.sock.getsockname()[1], pids)
+        if pid is not None and len(held.setdefault(pid, [])) < each:
+            held[pid].append(conn)
+        else:
+            conn.close()
+        if len(held) == server.workers and all(len(c) == each for c in held.values()):
+            return [c for conns in held.values() for c in conns]
+    raise SystemExit(f"could not give each of {server.workers} workers {each} connections: "
+                     f"{ {pid: len(c) for pid, c in held.items()} }")
+
+
+def bench_batch(args: argparse.Namespace, db: str, workers: int, tmp: Path) -> dict[str, float]:
+    """Batches of new cases for `args.seconds`, from `args.batch_connections` kept-alive connections held by
+    each worker (`per_worker`); the server's CPU per batch read from /proc around the run."""
     server = Decider(db, workers, tmp)
     # Encoded before the clock starts, enough for ~60,000 cases/s: the client's cost is not the server's.
     bodies = batch_bodies(max(4, 60_000 * args.seconds // args.batch_size), args.batch_size)
@@ -174,10 +239,9 @@ def bench_batch(args: argparse.Namespace, db: str, workers: int, tmp: Path) -> d
     with server:
         port = int(server.base.rsplit(":", 1)[1])
         headers = {"Authorization": f"Bearer {server.key}", "Content-Type": "application/json"}
-        stop_at = time.perf_counter() + args.seconds
+        conns = per_worker(port, server, args.batch_connections)
 
-        def client(mine: list[bytes]) -> None:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        def client(conn: http.client.HTTPConnection, mine: list[bytes]) -> None:
             for body in mine:
                 if time.perf_counter() >= stop_at:
                     return
@@ -190,21 +254,27 @@ def bench_batch(args: argparse.Namespace, db: str, workers: int, tmp: Path) -> d
                     return
                 latencies.append(time.perf_counter() - started)
 
+        pids = descendants(server.proc.pid)
+        cpu_before = cpu_seconds(pids)
         started = time.perf_counter()
-        connections = args.batch_connections * workers
-        threads = [threading.Thread(target=client, args=(bodies[i::connections],)) for i in range(connections)]
+        stop_at = started + args.seconds
+        threads = [threading.Thread(target=client, args=(conn, bodies[i::len(conns)])) for i, conn in enumerate(conns)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - started
+        cpu = cpu_seconds(pids) - cpu_before
+        for conn in conns:
+            conn.close()
     if failures:
         raise SystemExit(f"batch bench: the server answered {failures[0]}")
     stored = count_cases(server.settings) - before
     latencies.sort()
     return {"cases_per_s": stored / elapsed, "batches": len(latencies), "stored": stored, "seconds": elapsed,
             "p50_ms": statistics.median(latencies) * 1000,
-            "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000}
+            "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+            "cpu_ms": cpu * 1000 / max(1, len(latencies)), "cores": cpu / elapsed}
 
 
 def bench_flask(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
@@ -245,7 +315,7 @@ def main() -> None:
     parser.add_argument("--pg-workers", type=int, default=2, help="decider worker processes on PostgreSQL")
     parser.add_argument("--batch-size", type=int, default=1000, help="cases per batch request")
     parser.add_argument("--batch-connections", type=int, default=2,
-                        help="kept-alive connections sending batches at once, per worker")
+                        help="kept-alive connections sending batches at once, held by each worker")
     parser.add_argument("--only", choices=("single", "batch"), help="run one part only")
     args = parser.parse_args()
     print(f"machine: {machine()}; {args.seconds} s per run; load generators on the same cores; {load()}")
@@ -279,7 +349,8 @@ def main() -> None:
                 b = bench_batch(args, db, workers, tmp)
                 print(f"  decider, {engine}, {workers} worker(s): {b['cases_per_s']:,.0f} cases/s; "
                       f"{b['stored']:,} cases in {b['batches']} batches in {b['seconds']:.1f} s; per batch "
-                      f"p50 {b['p50_ms']:.0f} ms, p99 {b['p99_ms']:.0f} ms; {load()}")
+                      f"p50 {b['p50_ms']:.0f} ms, p99 {b['p99_ms']:.0f} ms, server CPU {b['cpu_ms']:.0f} ms "
+                      f"({b['cores']:.2f} cores); {load()}")
 
 
 if __name__ == "__main__":
