@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import time
+
 import pytest
 from sqlalchemy import func, select
 
@@ -140,6 +143,19 @@ def test_same_key_returns_the_stored_case(tmp_path, sqlite_url):
         other = client.post("/api/v1/cases", json={"features": AMBIGUOUS, "key": "order-17"}, headers=h)
         assert other.status_code == 409 and other.json()["field"] == "key"
         assert count_cases(client) == 1
+
+
+def test_cases_sent_without_a_key_get_unique_keys_in_time_order(tmp_path, db_url):
+    # Generated keys start with the time (service.new_keys), so they go to the end of the (client, key) index.
+    with api(settings_for(tmp_path, db_url)) as (client, h):
+        first = client.post("/api/v1/batches", json={"cases": [{"features": SETOSA}] * 1000}, headers=h).json()
+        time.sleep(0.01)
+        single = submit(client, h, AMBIGUOUS)
+        later = client.post("/api/v1/batches", json={"cases": [{"features": SETOSA}] * 10}, headers=h).json()
+    keys = [r["case"]["key"] for r in first["results"]]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", k) for k in keys + [single["key"]])
+    assert len(set(keys)) == 1000 and {r["status"] for r in first["results"]} == {201}
+    assert max(keys) < single["key"] < min(r["case"]["key"] for r in later["results"])
 
 
 def test_list_pending_with_cursor_pagination(tmp_path, db_url):

@@ -79,7 +79,8 @@ class CaseIn(BaseModel):
         default=None,
         description="Your own id for the case. Submitting the same key again returns the stored case "
         "instead of a new one; rollout and canary shares are drawn from it, so a case always lands the "
-        "same way. Generated when absent.",
+        "same way. Generated when absent (32 hex digits, the first 12 the time in milliseconds). Keys that grow "
+        "with time (ULID, UUIDv7, an order number) store faster on a large table than random ones (UUIDv4).",
     )
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import random
-import uuid
+import secrets
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -35,6 +36,14 @@ def pick_model(dep: Deployment, key: str) -> tuple[LoadedModel, str]:
     if dep.candidate is not None and stable_fraction(key, "canary") * 100 < dep.canary_percent:
         return dep.candidate, "candidate"
     return dep.live, "live"
+
+
+def new_keys(n: int) -> list[str]:
+    """Keys for `n` cases sent without one: 32 hex digits like a UUID's, the first 12 the time in milliseconds
+    and the other 20 random. New keys go to the end of the (client, key) index, not to a random page of it: with
+    300,000 cases stored, a batch of 1,000 stored in ~29 ms against ~60 ms with random keys (uuid4)."""
+    at, noise = f"{time.time_ns() // 1_000_000:012x}", secrets.token_hex(10 * n)
+    return [at + noise[20 * i:20 * i + 20] for i in range(n)]
 
 
 class Submission(NamedTuple):  # a tuple: a batch makes 1,000 of them, a frozen dataclass costs 4x more each
@@ -76,7 +85,8 @@ def score_batch(runtime: Runtime, subs: Sequence[Submission]) -> list[dict[str, 
     per model, because scikit-learn's fixed cost per call (~110 us) dwarfs the cost per row; what is left per
     row is the routing (`policy.routes`) and the row itself."""
     policy, deployment, plan = runtime.policy, runtime.deployment, runtime.audit_plan  # one snapshot per batch
-    keys = [sub.key or uuid.uuid4().hex for sub in subs]
+    fresh = iter(new_keys(sum(1 for sub in subs if not sub.key)))
+    keys = [sub.key or next(fresh) for sub in subs]
     picks = [pick_model(deployment, key) for key in keys]
     scores: list[Score | None] = [None] * len(subs)
     novel: list[list[dict[str, Any]] | None] = [None] * len(subs)
