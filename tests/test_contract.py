@@ -151,8 +151,9 @@ def test_a_version_whose_contract_differs_is_refused_both_ways(tmp_path):
 
 
 def test_check_takes_a_record_of_numbers_at_once_and_refuses_exactly_what_the_field_by_field_check_refuses():
-    # Contract.check lets the usual record (every field of a number-only contract, each a float) through without
-    # the loop by name; on random records, with and without nullable fields, it must agree with that loop.
+    # Contract.check lets the usual record (known fields of a number-only contract, each a float, the required ones
+    # there) through without the loop by name; on random records, with and without nullable fields, it must agree
+    # with that loop.
     import random
 
     from decider.contract import Contract, FieldSpec

@@ -94,8 +94,10 @@ class Contract:
     def check(self, given: Mapping[str, Value], required: Iterable[str]) -> None:
         """A record a client sent: every field known and of its type, and every field in `required` (what the
         models that may score it use, deployment.required) present, null only where the contract allows it."""
-        if self.numeric and given.keys() == self.fields.keys() and all(type(v) is float for v in given.values()):
-            return  # the usual record of numbers, every field there and each a number: nothing `refusal` could find
+        required = tuple(required)
+        if self.numeric and given.keys() <= self.fields.keys() and all(type(v) is float for v in given.values()) \
+                and all(name in given for name in required):
+            return  # the usual record: known fields, each a number, the required ones there (nothing to refuse)
         self.refusal(given, required)
 
     def refusal(self, given: Mapping[str, Value], required: Iterable[str]) -> None:
