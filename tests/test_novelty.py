@@ -125,3 +125,46 @@ def test_extreme_values_are_stored_and_shown_sanely(tmp_path, sqlite_url):
             assert not re.search(r"\d{20}", page.text)
         assert "1.7e+308" in pages[0].text
         assert client.get("/api/v1/monitoring", headers=review_headers(client, "root")).status_code == 200
+
+
+def reasons_one_by_one(guard: novelty.Guard, X: np.ndarray, records: list[dict]) -> list[list[dict]]:
+    """What Guard.check must say of each row, worked out row by row and feature by feature."""
+    out = []
+    d2 = guard.distances(X)
+    for i, row in enumerate(X):
+        reasons = []
+        for j, name in enumerate(guard.features):
+            kinds = guard.categories[j] if guard.categories else ()
+            if kinds and not np.isnan(row[j]) and not 0 <= row[j] < len(kinds):  # NaN: missing
+                said = f"{name} = {records[i][name]!r}" if records[i].get(name) is not None else f"{name}: a value"
+                reasons.append({"kind": "category", "feature": name, "message": f"{said}, not seen in training "
+                                f"(one of: {novelty.listed(kinds)})"})
+            elif not kinds and (row[j] < guard.low[j] or row[j] > guard.high[j]):
+                reasons.append({"kind": "range", "feature": name, "message": f"{name} = {novelty.num(row[j])}, "
+                                f"trained on {novelty.num(guard.minimum[j])}–{novelty.num(guard.maximum[j])}"})
+        if not reasons and d2 is not None and not d2[i] <= guard.limit:
+            limit = novelty.num(np.sqrt(guard.limit))
+            reasons.append({"kind": "combination", "feature": None, "message": "each value is within its training "
+                            f"range, but not the combination: distance {novelty.num(np.sqrt(d2[i]))} from the "
+                            f"training data, where 99% of held-out rows are within {limit}"})
+        out.append(reasons)
+    return out
+
+
+def test_a_batch_is_checked_as_each_of_its_rows_would_be():
+    # Guard.check finds the unusual cells of a whole batch in numpy and words them in one loop: each row must get
+    # the reasons, in the order of its features, that it would get on its own.
+    rng = np.random.default_rng(1)
+    X, _ = make_classification(3000, 5, n_informative=3, n_redundant=1, random_state=1)
+    X[:, 4] = rng.integers(0, 3, len(X))  # a category column, coded 0-2
+    guard = novelty.fit(X[:2000], X[2000:2500], [f"x{i}" for i in range(5)], [(), (), (), (), ("a", "b", "c")])
+    batch = X[2500:].copy()
+    batch[rng.random(batch.shape) < 0.1] *= 8  # values past their range, several in some rows
+    batch[rng.random(batch.shape) < 0.05] = np.nan  # missing: never a range problem
+    batch[rng.random(len(batch)) < 0.1, 4] = -1  # a category value never seen in training
+    records = [{"x4": "purple"} if row[4] == -1 else {} for row in batch]
+    got = guard.check(batch, records)
+    assert got == reasons_one_by_one(guard, batch, records)
+    kinds = {r["kind"] for reasons in got for r in reasons}
+    assert kinds == {"range", "category", "combination"} and sum(map(bool, got)) < len(batch)
+    assert any(len([r for r in reasons if r["kind"] == "range"]) > 1 for reasons in got)

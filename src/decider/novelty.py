@@ -99,24 +99,30 @@ class Guard:
         d2 = self.distances(X)
         far = ~(d2 <= self.limit) if d2 is not None and self.limit is not None else np.zeros(len(X), bool)
         reasons: list[list[Reason]] = [[] for _ in range(len(X))]
-        for i in np.flatnonzero(outside.any(axis=1) | unseen.any(axis=1) | far):
-            row = reasons[i]
-            for j in np.flatnonzero(outside[i] | unseen[i]):
-                name = self.features[j]
-                if unseen[i, j]:
-                    value = records[int(i)].get(name) if records is not None else None
-                    said = f"{name} = {value!r}" if value is not None else f"{name}: a value"
-                    assert self.categories is not None
-                    row.append({"kind": "category", "feature": name,
-                                "message": f"{said}, not seen in training (one of: {listed(self.categories[j])})"})
-                    continue
-                row.append({"kind": "range", "feature": name,
-                            "message": f"{name} = {num(X[i, j])}, trained on "
-                                       f"{num(self.minimum[j])}–{num(self.maximum[j])}"})
-            if not row and d2 is not None and self.limit is not None:
-                row.append({"kind": "combination", "feature": None,
-                            "message": "each value is within its training range, but not the combination: "
-                                       f"distance {num(math.sqrt(d2[i]))} from the training data, where "
+        flagged = outside | unseen
+        rows = np.flatnonzero(flagged.any(axis=1) | far)  # the unusual rows; then each in Python, not in numpy
+        cells = np.argwhere(flagged[rows])  # (position in rows, feature), row by row: every value named
+        values = X[rows[cells[:, 0]], cells[:, 1]].tolist()
+        novel = unseen[rows[cells[:, 0]], cells[:, 1]].tolist()
+        at = rows.tolist()
+        for (r, j), value, new in zip(cells.tolist(), values, novel, strict=True):
+            i, name = at[r], self.features[j]
+            if new:
+                given = records[i].get(name) if records is not None else None
+                said = f"{name} = {given!r}" if given is not None else f"{name}: a value"
+                assert self.categories is not None
+                reasons[i].append({"kind": "category", "feature": name,
+                                   "message": f"{said}, not seen in training (one of: {listed(self.categories[j])})"})
+            else:
+                reasons[i].append({"kind": "range", "feature": name,
+                                   "message": f"{name} = {num(value)}, trained on "
+                                              f"{num(self.minimum[j])}–{num(self.maximum[j])}"})
+        if d2 is not None and self.limit is not None:
+            for i, distance in zip(at, d2[rows].tolist(), strict=True):
+                if not reasons[i]:
+                    reasons[i].append({"kind": "combination", "feature": None,
+                                       "message": "each value is within its training range, but not the combination: "
+                                       f"distance {num(math.sqrt(distance))} from the training data, where "
                                        f"{QUANTILE:.0%} of held-out rows are within {num(math.sqrt(self.limit))}"})
         return reasons
 

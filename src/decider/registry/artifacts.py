@@ -108,8 +108,8 @@ class LoadedModel:
     def matrix(self, records: Sequence[Mapping[str, Value]]) -> np.ndarray:
         """The model's input for these records (each a case's `features`): through `scoring.feature_vector`
         with this version's own contract, so category names become the codes its pipeline was trained on."""
-        contract = self.contract
-        return np.asarray([feature_vector(self.features, r, contract) for r in records], dtype=float) \
+        contract, names = self.contract, self.features
+        return np.asarray([feature_vector(names, r, contract) for r in records], dtype=float) \
             .reshape(len(records), len(self.features))
 
     def predict_proba(self, rows: list[list[float]] | np.ndarray) -> np.ndarray:
