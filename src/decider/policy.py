@@ -93,7 +93,7 @@ AUTOMATED = (Level.PARTIAL, Level.FULL)  # the levels at which the model may dec
 def loosenings(old: Policy, new: Policy) -> list[str]:
     """How `new` lets the model decide more than `old` did: one phrase per change, empty if none."""
     reasons = []
-    if LEVEL_ORDER.index(new.level) > LEVEL_ORDER.index(old.level) and new.level in (Level.PARTIAL, Level.FULL):
+    if LEVEL_ORDER.index(new.level) > LEVEL_ORDER.index(old.level) and new.level in AUTOMATED:
         reasons.append(f"level {old.level} -> {new.level}")
     if new.level is Level.PARTIAL:
         labels = sorted(set(old.class_thresholds) | set(new.class_thresholds))
@@ -103,9 +103,9 @@ def loosenings(old: Policy, new: Policy) -> list[str]:
             was, now = old.threshold_for(label), new.threshold_for(label)
             if now < was:
                 reasons.append(f"threshold for {label} {was:g} -> {now:g}")
-    if new.level in (Level.PARTIAL, Level.FULL) and new.rollout_percent > old.rollout_percent:
+    if new.level in AUTOMATED and new.rollout_percent > old.rollout_percent:
         reasons.append(f"rollout_percent {old.rollout_percent:g} -> {new.rollout_percent:g}")
-    if new.level in (Level.PARTIAL, Level.FULL) and old.novelty == "queue" and new.novelty == "allow":
+    if new.level in AUTOMATED and old.novelty == "queue" and new.novelty == "allow":
         reasons.append("novelty queue -> allow")
     return reasons
 
