@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -213,3 +214,40 @@ def test_a_private_destination_is_refused_unless_allowed(tmp_path, sqlite_url):
     assert done.returncode == 2 and "http://" in done.stderr
     listed = decider_cli(settings.config_path, "webhooks", "list")
     assert "no webhook endpoints" in listed.stdout
+
+
+def test_endpoints_count_at_once_in_their_process_and_within_a_second_from_another(tmp_path, db_url):
+    from decider.config import WebhookSettings
+    from decider.webhooks.outbox import ENDPOINT
+    from decider.webhooks.service import add_endpoint as add
+    from decider.webhooks.service import set_enabled
+    from helpers import api, submit
+
+    def events(client_: Any, case: dict[str, Any]) -> int:
+        engine = client_.app.state.runtime.engine
+        with engine.connect() as conn:
+            return len(conn.execute(select(DELIVERY.c.id).where(DELIVERY.c.case_id == case["id"])).all())
+
+    with api(settings_for(tmp_path, db_url)) as (client, headers):
+        engine = client.app.state.runtime.engine
+        assert events(client, submit(client, headers, SETOSA)) == 0  # no endpoint: the process has read none
+        # Added, disabled and enabled in this process (the admin page's way): the next case sees each at once.
+        with engine.begin() as conn:
+            endpoint_id, _ = add(conn, client="tests", url="http://127.0.0.1:9/hooks", events=["*"],
+                                 actor="test", settings=WebhookSettings(allow_private=True))
+        assert events(client, submit(client, headers, SETOSA)) == 1
+        with engine.begin() as conn:
+            set_enabled(conn, endpoint_id, False)
+        assert events(client, submit(client, headers, SETOSA)) == 0
+        with engine.begin() as conn:
+            set_enabled(conn, endpoint_id, True)
+        assert events(client, submit(client, headers, SETOSA)) == 1
+        # Added by another process (the CLI, another worker or host): counted within a second.
+        other = make_engine(db_url)
+        with other.begin() as conn:
+            conn.execute(ENDPOINT.insert().values(client="tests", url="http://127.0.0.1:9/other", secret="whsec_A",
+                                                  events=["case.decided"], enabled=True, created_by="cli",
+                                                  created_at=datetime.now(UTC)))
+        other.dispose()
+        time.sleep(1.1)  # the README says within a second
+        assert events(client, submit(client, headers, SETOSA)) == 2

@@ -4,12 +4,14 @@ exists exactly when the change it reports is committed (a crash can delay it, ne
 from __future__ import annotations
 
 import json
+import time
 import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 
 from decider.cases.service import public
 from decider.db import now
@@ -21,6 +23,9 @@ EVENT_TYPES = ("case.decided", "case.corrected", "case.overdue")
 # What an event says of its case: what the client may see of it (service.public), without the features.
 DATA_FIELDS = ("id", "key", "status", "decision", "decided_by", "decided_at", "route", "level", "prediction",
                "confidence", "model_version", "created_at")
+ENDPOINTS_FRESH_SECONDS = 1.0  # how long a process uses the endpoints it read (see enabled_endpoints)
+Endpoints = dict[str, list[tuple[int, list[str]]]]  # client -> its enabled endpoints' (id, events)
+_endpoints: weakref.WeakKeyDictionary[Engine, tuple[float, Endpoints]] = weakref.WeakKeyDictionary()
 
 
 def _json(value: Any) -> Any:
@@ -39,17 +44,11 @@ def subscribed(events: Sequence[str], event_type: str) -> bool:
 def enqueue(conn: Connection, event_type: str, cases: Sequence[Mapping[str, Any]],
             extra: Mapping[str, Any] | None = None, delay_seconds: float = 0.0) -> int:
     """One event per case, to every enabled endpoint of the case's client that takes `event_type`; the number
-    of deliveries written. One query for the endpoints, one insert for the deliveries. `delay_seconds` holds
-    them back (a person's decision while it can still be undone)."""
-    clients = {c["client"] for c in cases}
-    if not clients:
-        return 0
-    endpoints: dict[str, list[int]] = {}
-    for ep in conn.execute(select(ENDPOINT.c.id, ENDPOINT.c.client, ENDPOINT.c.events).where(
-            ENDPOINT.c.enabled.is_(True), ENDPOINT.c.client.in_(clients))):
-        if subscribed(ep.events, event_type):
-            endpoints.setdefault(ep.client, []).append(ep.id)
-    if not endpoints:
+    of deliveries written, in one insert. `delay_seconds` holds them back (a person's decision while it can
+    still be undone)."""
+    endpoints = {client: [ep for ep, events in eps if subscribed(events, event_type)]
+                 for client, eps in enabled_endpoints(conn).items()}
+    if not cases or not any(endpoints.values()):
         return 0
     at = now()
     rows = []
@@ -67,6 +66,29 @@ def enqueue(conn: Connection, event_type: str, cases: Sequence[Mapping[str, Any]
     if rows:
         conn.execute(insert(DELIVERY), rows)
     return len(rows)
+
+
+def enabled_endpoints(conn: Connection) -> Endpoints:
+    """Every client's enabled endpoints, read from the database at most once a second per engine. Ingest asks
+    on every batch; on PostgreSQL the query was a round trip that, with the pool's ping, cut single-case
+    throughput by a third (bench/ingest.py). So an endpoint added, enabled or disabled by another process (the
+    CLI, another worker or host) counts from at most ENDPOINTS_FRESH_SECONDS later; in this process at once
+    (`forget_endpoints`). The courier checks `enabled` again at each send."""
+    cached = _endpoints.get(conn.engine)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    read_at = time.monotonic()
+    found: Endpoints = {}
+    for ep in conn.execute(select(ENDPOINT.c.id, ENDPOINT.c.client, ENDPOINT.c.events)
+                           .where(ENDPOINT.c.enabled.is_(True)).order_by(ENDPOINT.c.id)):
+        found.setdefault(ep.client, []).append((ep.id, list(ep.events)))
+    _endpoints[conn.engine] = (read_at + ENDPOINTS_FRESH_SECONDS, found)
+    return found
+
+
+def forget_endpoints(conn: Connection) -> None:
+    """The next `enabled_endpoints` reads the database again (this process changed an endpoint)."""
+    _endpoints.pop(conn.engine, None)
 
 
 def decided_by_model(conn: Connection, results: Sequence[tuple[Mapping[str, Any], bool]]) -> int:

@@ -12,7 +12,7 @@ from decider.config import WebhookSettings
 from decider.db import now
 from decider.errors import InvalidInput, NotFound
 from decider.webhooks.courier import refused_destination
-from decider.webhooks.outbox import DELIVERY, ENDPOINT, EVENT_TYPES
+from decider.webhooks.outbox import DELIVERY, ENDPOINT, EVENT_TYPES, forget_endpoints
 from decider.webhooks.signing import new_secret
 
 ROTATION_GRACE = timedelta(hours=24)  # the old secret keeps signing beside the new one this long
@@ -36,6 +36,7 @@ def add_endpoint(conn: Connection, *, client: str, url: str, events: Sequence[st
     endpoint_id = conn.execute(insert(ENDPOINT).values(
         client=client, url=url, secret=secret, events=list(events) or ["*"], enabled=True, created_by=actor,
         created_at=now()).returning(ENDPOINT.c.id)).scalar_one()
+    forget_endpoints(conn)
     return endpoint_id, secret
 
 
@@ -58,6 +59,7 @@ def rotate_secret(conn: Connection, endpoint_id: int) -> str:
 def set_enabled(conn: Connection, endpoint_id: int, enabled: bool) -> None:
     endpoint(conn, endpoint_id)
     conn.execute(update(ENDPOINT).where(ENDPOINT.c.id == endpoint_id).values(enabled=enabled))
+    forget_endpoints(conn)
 
 
 def endpoints(conn: Connection) -> list[dict[str, Any]]:
