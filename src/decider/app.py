@@ -21,7 +21,7 @@ from decider.auth.throttle import LoginGate
 from decider.automation import reload as config_reload
 from decider.automation.views import api_router as policy_api_router
 from decider.automation.views import page_router as policy_page_router
-from decider.cases.api import batch_router
+from decider.cases.api import add_submit_route, batch_router
 from decider.cases.api import router as cases_router
 from decider.cases.export_api import router as export_router
 from decider.cases.ingest import Ingestor
@@ -133,6 +133,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.add_middleware(SecurityHeaders)  # CSP and friends on every response, BodyLimit's 413s included
     app.add_middleware(MetricsMiddleware)  # outermost: times everything, labels by route template
     install_error_handlers(app)
+    add_submit_route(app)  # first: the busiest route
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(export_router)  # before cases_router, whose /{case_id} would take 'export'
     app.include_router(cases_router)
