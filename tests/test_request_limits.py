@@ -173,6 +173,37 @@ def test_normal_requests_work_also_two_on_one_kept_alive_connection(limited):
         assert read_to_close(sock, HEADER_TIMEOUT + SLACK)[0] == b""
 
 
+def data_segments_in(sock: socket.socket) -> int:
+    """TCP segments with data this socket has received (Linux's tcp_info.tcpi_data_segs_in, at byte 152)."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, getattr(socket, "TCP_INFO", 11), 256)
+    if len(info) < 156:
+        pytest.skip("tcp_info without tcpi_data_segs_in (Linux 4.6 or later)")
+    return int.from_bytes(info[152:156], "little")
+
+
+def test_each_answer_goes_out_as_one_send_and_large_or_closing_ones_whole(limited):
+    """serving.OneSendPerTick: uvicorn writes a response's head and body separately; they leave as one segment.
+    A batch answer over the flush size, and an answer on a connection the client asked to close, arrive whole."""
+    with limited.connect() as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        before = data_segments_in(sock)
+        for _ in range(20):
+            sock.sendall(limited.post_case())
+            assert read_response(sock)[0] == 201
+        assert data_segments_in(sock) - before == 20  # 40 when the head and the body are sent apart
+        cases = json.dumps({"cases": [{"features": SETOSA} for _ in range(1000)]}).encode()
+        sock.sendall(f"POST /api/v1/batches HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {limited.key}\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(cases)}\r\n\r\n".encode() + cases)
+        status, _, body = read_response(sock)
+        assert status == 200 and len(body) > 65_536
+        assert [r["status"] for r in json.loads(body)["results"]] == [201] * 1000
+    with limited.connect() as sock:
+        sock.sendall(limited.post_case(extra="Connection: close\r\n"))
+        data, _ = read_to_close(sock, SLACK)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 201") and json.loads(body)["status"] == "decided"
+
+
 @pytest.mark.slow
 def test_workers_enforce_the_configured_limits_and_keep_alive(tmp_path):
     """--workers 2 spawns processes that read the limits themselves (defaults would pass none of this)."""
