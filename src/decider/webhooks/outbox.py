@@ -46,9 +46,11 @@ def enqueue(conn: Connection, event_type: str, cases: Sequence[Mapping[str, Any]
     """One event per case, to every enabled endpoint of the case's client that takes `event_type`; the number
     of deliveries written, in one insert. `delay_seconds` holds them back (a person's decision while it can
     still be undone)."""
+    if not cases:
+        return 0
     endpoints = {client: [ep for ep, events in eps if subscribed(events, event_type)]
                  for client, eps in enabled_endpoints(conn).items()}
-    if not cases or not any(endpoints.values()):
+    if not any(endpoints.values()):
         return 0
     at = now()
     rows = []
