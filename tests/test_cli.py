@@ -32,6 +32,16 @@ def test_keys_create_prints_only_the_key(tmp_path):
     engine.dispose()
 
 
+def test_a_command_before_the_migrations_says_what_to_run(tmp_path, db_url):
+    config = write_config(tmp_path, db_url)
+    for args in (("keys", "create", "billing"), ("keys", "list"), ("users", "list")):
+        result = decider(*args, "--config", str(config))
+        assert result.returncode == 2, result.stderr
+        assert "decider db upgrade" in result.stderr and "Traceback" not in result.stderr
+    assert decider("db", "upgrade", "--config", str(config)).returncode == 0
+    assert decider("keys", "create", "billing", "--config", str(config)).returncode == 0
+
+
 def test_users_add_validates_role(tmp_path):
     config = write_config(tmp_path, f"sqlite:///{tmp_path / 'd.db'}")
     decider("db", "upgrade", "--config", str(config))

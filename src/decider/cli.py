@@ -491,7 +491,21 @@ def _in_session(config: Path | Settings | None, work: Callable[[Session], T]) ->
 
 
 def main() -> None:
+    from sqlalchemy.exc import DBAPIError
+
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except DBAPIError as exc:
+        if not no_tables(exc):
+            raise
+        typer.echo("decider: the database has no decider tables yet; run `decider db upgrade` (or `decider serve`, "
+                   "which applies the migrations first), or check database.url", err=True)
+        sys.exit(2)
+
+
+def no_tables(exc: BaseException) -> bool:
+    """A command that ran before the migrations: SQLite's `no such table`, PostgreSQL's undefined_table."""
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None) == "42P01" or "no such table" in str(orig)
