@@ -500,9 +500,8 @@ def main() -> None:
     except DBAPIError as exc:
         if not no_tables(exc):
             raise
-        typer.echo("decider: the database has no decider tables yet; run `decider db upgrade` (or `decider serve`, "
-                   "which applies the migrations first), or check database.url", err=True)
-        sys.exit(2)
+        sys.exit(fail("the database has no decider tables yet; run `decider db upgrade` (or `decider serve`, "
+                      "which applies the migrations first), or check database.url").exit_code)
 
 
 def no_tables(exc: BaseException) -> bool:
