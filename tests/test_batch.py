@@ -187,6 +187,29 @@ def test_a_full_batch_answers_each_case_with_its_own_stored_row(tmp_path, db_url
             assert (row["decided_at"] is None) == (row["route"] == "queue")
 
 
+def test_new_and_known_keys_mixed_in_a_full_batch_each_get_their_own_row(tmp_path, db_url):
+    # Chunks where some keys are new and some stored before (read back, not inserted): the ids of the new rows
+    # on SQLite come from the rowid rule (bulk.insert_new), so each answer must still name its own row.
+    def case(i: int) -> dict:
+        return {"features": {"sepal length (cm)": 4.5 + (i % 30) / 10, WIDTH: (i % 25) / 10}, "key": f"mix-{i}"}
+
+    with api(settings_for(tmp_path, db_url)) as (client, h):
+        before = post(client, h, [case(i) for i in range(0, 1000, 3)])  # every third key, stored first
+        results = post(client, h, [case(i) for i in range(499, -1, -1)] + [case(i) for i in range(500, 1000)])
+        with client.app.state.runtime.engine.connect() as conn:
+            rows = {r["id"]: r for r in conn.execute(select(Case)).mappings()}
+    known = {r["case"]["key"]: r["case"]["id"] for r in before}
+    statuses = [r["status"] for r in results]
+    assert (statuses.count(200), statuses.count(201)) == (len(known), 1000 - len(known))
+    assert len({r["case"]["id"] for r in results}) == 1000 == len(rows)
+    for result in results:
+        row = rows[result["case"]["id"]]
+        assert row["key"] == result["case"]["key"]
+        assert row["features"] == case(int(row["key"].split("-")[1]))["features"]
+        assert (result["status"] == 200) == (row["key"] in known)
+        assert row["id"] == known.get(row["key"], row["id"])
+
+
 @pytest.mark.parametrize("level", ["partial", "shadow"])
 def test_answers_are_the_bytes_pydantic_would_write(tmp_path, db_url, level):
     # Case answers are encoded by orjson (http.json_body) for speed; clients parse what pydantic wrote before:

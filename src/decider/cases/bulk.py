@@ -1,6 +1,6 @@
-"""The ingest INSERT: new case rows as `INSERT ... ON CONFLICT DO NOTHING RETURNING` in the driver's own SQL
-(one multi-row VALUES per chunk on SQLite; one `SELECT * FROM unnest(array, ...)`, a binary array per column,
-on PostgreSQL).
+"""The ingest INSERT: new case rows as `INSERT ... ON CONFLICT DO NOTHING` in the driver's own SQL (one multi-row
+VALUES per chunk on SQLite, the ids from SQLite's rowid rule; one `SELECT * FROM unnest(array, ...)`, a binary
+array per column, `RETURNING` the ids, on PostgreSQL).
 
 SQLAlchemy's executemany builds a dict of every bound parameter of every row and runs each through its type's
 processor in Python: for 1,000 cases that was ~25 ms of the ~55 ms a batch's insert took on SQLite, around the
@@ -30,11 +30,13 @@ CASE = Case.__table__  # type: ignore[attr-defined]
 # Bound parameters per statement: within SQLite's 32,766 (3.32 and later) and PostgreSQL's 65,535.
 MAX_PARAMS = 16_000
 PLACEHOLDER = {"qmark": "?", "pyformat": "%s"}  # sqlite3; psycopg, which takes %s positionally too
-TAIL = "ON CONFLICT (client, key) DO NOTHING RETURNING id, client, key"
+SKIP = "ON CONFLICT (client, key) DO NOTHING"  # a key stored meanwhile by another process: not inserted
+TAIL = f"{SKIP} RETURNING id, client, key"
 
 
 @dataclass(frozen=True)
 class Statement:
+    table: str  # "case", quoted for this engine
     head: str  # INSERT INTO "case" (...)
     row: str  # one row's (...) with this engine's placeholders and casts
     columns: tuple[str, ...]
@@ -79,7 +81,8 @@ def statement(dialect: Dialect, columns: tuple[str, ...], table: Table = CASE) -
         if processor is not None:
             convert.append((position, processor))
     types = tuple(table.c[name].type.compile(dialect=dialect) for name in order)
-    return Statement(head, values, tuple(order), tuple(convert), types, encoded)
+    return Statement(dialect.identifier_preparer.format_table(table), head, values, tuple(order), tuple(convert),
+                     types, encoded)
 
 
 def by_column(st: Statement, rows: Sequence[dict[str, Any]]) -> list[list[Any]]:
@@ -131,11 +134,22 @@ def insert_new(conn: Connection, rows: Sequence[dict[str, Any]]) -> dict[tuple[s
         ids = {(client, key): case_id for case_id, client, key in result.cursor.fetchall()}
         result.close()
         return ids
-    # sqlite3 cannot return rows from executemany: one multi-row VALUES per chunk (1,000 rows: ~20 ms).
+    # One multi-row VALUES per chunk, without RETURNING: sqlite3 steps once per returned row, letting go of the
+    # GIL and taking it back each time, 1,000 times a batch behind the event loop's thread (bench/ingest.py,
+    # 2 SQLite workers: 47,500-50,200 -> 52,700-54,200 cases/s, three interleaved pairs). The ids follow
+    # from SQLite's rowid rule: in the write transaction this INSERT holds, each new row takes the largest
+    # rowid + 1, in VALUES order, so the `rowcount` rows inserted hold the ids up to `lastrowid`.
+    client, key = st.columns.index("client"), st.columns.index("key")
     per = max(1, MAX_PARAMS // len(columns))
     for start in range(0, len(rows), per):
         chunk = [column[start:start + per] for column in columns]
-        result = conn.exec_driver_sql(st.sql(len(chunk[0])), tuple(chain.from_iterable(zip(*chunk, strict=True))))
-        ids |= {(client, key): case_id for case_id, client, key in result.cursor.fetchall()}
-        result.close()
+        result = conn.exec_driver_sql(st.sql(len(chunk[0]), tail=SKIP),
+                                      tuple(chain.from_iterable(zip(*chunk, strict=True))))
+        added, last = result.rowcount, result.lastrowid
+        if added == len(chunk[0]):  # the usual chunk: every key new
+            ids.update(zip(zip(chunk[client], chunk[key], strict=True), range(last - added + 1, last + 1)))
+        elif added:  # some keys were stored before: the new rows are the ids past those
+            back = conn.exec_driver_sql(f"SELECT id, client, key FROM {st.table} WHERE id > ?", (last - added,))
+            ids |= {(c, k): case_id for case_id, c, k in back.cursor.fetchall()}
+            back.close()
     return ids
