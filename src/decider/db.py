@@ -86,8 +86,17 @@ def import_tables() -> type[SQLModel]:
     return SQLModel
 
 
+# Pages the WAL grows to before a commit copies them into the database (SQLite's default: 1,000, ~4 MB). Ingest
+# rewrites the same index and table pages in every commit: a checkpoint every ~40 MB copies each of them once
+# instead of ten times, and fsyncs the database a tenth as often (bench/ingest.py, batches on 2 SQLite workers,
+# three interleaved pairs: 53,100 / 49,700 / 47,700 -> 56,900 / 54,500 / 55,000 cases/s). The WAL file keeps
+# that size on disk; every reader finds its pages through the WAL's hash index, whatever its size.
+WAL_CHECKPOINT_PAGES = 10_000
+
+
 def make_engine(url: str) -> Engine:
-    """An engine; on SQLite with WAL, full sync (an acknowledged case survives power loss) and a busy wait."""
+    """An engine; on SQLite with WAL, full sync (an acknowledged case survives power loss), a busy wait and a
+    checkpoint every WAL_CHECKPOINT_PAGES."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -98,6 +107,7 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             cursor.close()
 
         return engine

@@ -150,7 +150,7 @@ def insert_new(conn: Connection, rows: Sequence[dict[str, Any]]) -> dict[tuple[s
                                       tuple(chain.from_iterable(zip(*chunk, strict=True))))
         added, last = result.rowcount, result.lastrowid
         if added == len(chunk[0]):  # the usual chunk: every key new
-            ids.update(zip(zip(chunk[client], chunk[key], strict=True), range(last - added + 1, last + 1)))
+            ids.update(zip(zip(chunk[client], chunk[key], strict=True), range(last - added + 1, last + 1), strict=True))
         elif added:  # some keys were stored before: the new rows are the ids past those
             back = conn.exec_driver_sql(f"SELECT id, client, key FROM {st.table} WHERE id > ?", (last - added,))
             ids |= {(c, k): case_id for case_id, c, k in back.cursor.fetchall()}
