@@ -210,6 +210,37 @@ def test_new_and_known_keys_mixed_in_a_full_batch_each_get_their_own_row(tmp_pat
         assert row["id"] == known.get(row["key"], row["id"])
 
 
+def test_two_writers_at_once_each_get_the_ids_of_their_own_rows(tmp_path, db_url):
+    # Two writers (as two workers) storing batches at the same time, repeatedly: each returned id must be the
+    # row of its own key, whichever writer's INSERT took the write lock first (bulk.insert_new's rowid rule).
+    with api(settings_for(tmp_path, db_url)) as (client, _):
+        runtime = client.app.state.runtime
+        answers: list[tuple[str, int]] = []
+        failures: list[BaseException] = []
+
+        def writer(name: str) -> None:
+            try:
+                for b in range(15):
+                    subs = [Submission("tests", {"sepal length (cm)": 4.5 + i % 30 / 10, WIDTH: i % 25 / 10},
+                                       f"{name}-{b}-{i}") for i in range(400)]
+                    with runtime.engine.begin() as conn:
+                        stored = store_batch(conn, score_batch(runtime, subs))
+                    answers.extend((row["key"], row["id"]) for row, _ in stored)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                failures.append(exc)
+
+        threads = [threading.Thread(target=writer, args=(name,)) for name in ("a", "b")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not failures
+        with runtime.engine.connect() as conn:
+            ids = {key: case_id for case_id, key in conn.execute(select(Case.id, Case.key))}
+    assert len(answers) == 2 * 15 * 400 == len(ids)
+    assert all(ids[key] == case_id for key, case_id in answers)
+
+
 @pytest.mark.parametrize("level", ["partial", "shadow"])
 def test_answers_are_the_bytes_pydantic_would_write(tmp_path, db_url, level):
     # Case answers are encoded by orjson (http.json_body) for speed; clients parse what pydantic wrote before:
