@@ -141,7 +141,8 @@ def insert_new(conn: Connection, rows: Sequence[dict[str, Any]]) -> dict[tuple[s
     # GIL and taking it back each time, 1,000 times a batch behind the event loop's thread (bench/ingest.py,
     # 2 SQLite workers: 47,500-50,200 -> 52,700-54,200 cases/s, three interleaved pairs). The ids follow
     # from SQLite's rowid rule: in the write transaction this INSERT holds, each new row takes the largest
-    # rowid + 1, in VALUES order, so the `rowcount` rows inserted hold the ids up to `lastrowid`.
+    # rowid + 1, in VALUES order, so the `rowcount` rows inserted hold the ids up to `lastrowid` (SQLite draws
+    # rowids at random only once the largest is 2**63 - 1; tests/test_batch.py checks two writers at once).
     client, key = st.columns.index("client"), st.columns.index("key")
     per = max(1, MAX_PARAMS // len(columns))
     for start in range(0, len(rows), per):
