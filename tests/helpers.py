@@ -113,6 +113,23 @@ def server(config: Path, env: dict[str, str] | None = None, args: tuple[str, ...
             proc.kill()
 
 
+@contextmanager
+def killable_server(config: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """`decider serve` on `port`, yielding the process itself, for tests that kill it (SIGKILL) mid-load; its output
+    goes to `server-PORT.log` beside the config file."""
+    log = (config.parent / f"server-{port}.log").open("a")
+    proc = subprocess.Popen([sys.executable, "-m", "decider", "serve", "--config", str(config), "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}", proc, None, 60)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)
+        log.close()
+
+
 def seed_credentials(settings: Settings) -> str:
     """An API key and the test logins in the database of a server started by `server`."""
     upgrade(settings.database_url)

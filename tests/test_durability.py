@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,7 +15,7 @@ from sqlalchemy import select
 
 from decider.cases.tables import Case
 from decider.db import make_engine
-from helpers import free_port, seed_credentials, settings_for, wait_until_up
+from helpers import free_port, killable_server, seed_credentials, settings_for
 
 
 def features(i: int) -> dict[str, float]:
@@ -29,14 +27,9 @@ def test_a_kill_9_loses_no_acknowledged_case(tmp_path, db_url):
     key = seed_credentials(settings)
     headers = {"Authorization": f"Bearer {key}"}
     port = free_port()
-    log = tmp_path / "server.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "decider", "serve", "--config", str(settings.config_path),
-                                 "--port", str(port)], stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
     acknowledged: list[str] = []
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until_up(base, proc, log, 60)
+    with killable_server(settings.config_path, port) as proc:
         with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
             for b in range(8):  # ~4,000 WAL pages on SQLite: past SQLite's default checkpoint of 1,000
                 cases = [{"features": features(i), "key": f"b{b}-{i}"} for i in range(1000)]
@@ -73,10 +66,6 @@ def test_a_kill_9_loses_no_acknowledged_case(tmp_path, db_url):
         stop.set()
         for t in threads:
             t.join(15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
     assert len(acknowledged) > 8000
     if db_url.startswith("sqlite"):
         # No checkpoint had run: the database file holds the schema only, the 8,000+ cases are in the WAL alone.

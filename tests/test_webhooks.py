@@ -10,8 +10,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,7 +22,16 @@ from standardwebhooks.webhooks import Webhook
 
 from decider.db import make_engine
 from decider.webhooks.outbox import DELIVERY
-from helpers import AMBIGUOUS, SETOSA, free_port, review_headers, seed_credentials, server, settings_for, wait_until_up
+from helpers import (
+    AMBIGUOUS,
+    SETOSA,
+    free_port,
+    killable_server,
+    review_headers,
+    seed_credentials,
+    server,
+    settings_for,
+)
 
 FAST = ("[webhooks]\nallow_private = true\npoll_seconds = 0.2\nretry_base_seconds = 0.2\nretry_max_seconds = 1\n"
         "lease_seconds = 2\n")
@@ -144,21 +151,6 @@ def test_every_decision_reaches_the_receiver_once_signed_through_a_failing_spell
         assert http.get(f"/api/v1/cases/{queued[0]['id']}/deliveries", headers=review_h).status_code == 403
     assert {case_id: len(set(m)) for case_id, m in stored_ids(settings.database_url).items()} == \
         {c["id"]: 1 for c in cases}
-
-
-@contextmanager
-def killable_server(config: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    log = (config.parent / f"server-{port}.log").open("a")
-    proc = subprocess.Popen([sys.executable, "-m", "decider", "serve", "--config", str(config), "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}", proc, None, 60)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(10)
-        log.close()
 
 
 def test_a_kill_9_with_deliveries_in_flight_loses_none(tmp_path, db_url):
